@@ -77,7 +77,9 @@ export class ScxCloud {
 
   /** Handle one request; never throws: errors become an error reply and end the session. */
   async handle(raw: unknown): Promise<CloudReply> {
-    let session: string | undefined;
+    // A malformed request for a known session ends that session too.
+    const claimed = (raw as { session?: unknown } | null)?.session;
+    let session: string | undefined = typeof claimed === 'string' && this.sessions.has(claimed) ? claimed : undefined;
     try {
       const msg = validateCloudRequest(raw);
       session = msg.session;

@@ -237,8 +237,9 @@ const TILE_BYTES = 512 * 1024;
 /**
  * a · Wᵀ for a [rows, inDim] and W in HF layout [outDim, inDim]: out [rows, outDim],
  * out[r, o] = sum_i a[r, i] * W[o, i]. Accumulates in float64, rounds once to fp32.
- * Loop order: tiles of W rows (fit in cache) x input rows in pairs x W rows in the tile, so both inner
- * operands are contiguous and each W element loaded serves two input rows.
+ * Loop order: tiles of W rows (fit in cache) x input rows in blocks of 4 x W rows in the tile, so both
+ * inner operands are contiguous, each W element loaded serves four input rows, and the four
+ * independent sums hide the add latency. A single row uses four partial sums for the same reason.
  */
 export function linearRows(a: Float32Array, rows: number, inDim: number, W: Float32Array, outDim: number): Float32Array {
   dim(rows, 'rows');
@@ -251,29 +252,48 @@ export function linearRows(a: Float32Array, rows: number, inDim: number, W: Floa
   for (let o0 = 0; o0 < outDim; o0 += tile) {
     const o1 = Math.min(outDim, o0 + tile);
     let r = 0;
-    for (; r + 1 < rows; r += 2) {
+    for (; r + 3 < rows; r += 4) {
       const a0 = r * inDim;
       const a1 = a0 + inDim;
+      const a2 = a1 + inDim;
+      const a3 = a2 + inDim;
       for (let o = o0; o < o1; o++) {
         const w = o * inDim;
         let s0 = 0;
         let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
         for (let i = 0; i < inDim; i++) {
           const wv = W[w + i];
           s0 += a[a0 + i] * wv;
           s1 += a[a1 + i] * wv;
+          s2 += a[a2 + i] * wv;
+          s3 += a[a3 + i] * wv;
         }
         out[r * outDim + o] = s0;
         out[(r + 1) * outDim + o] = s1;
+        out[(r + 2) * outDim + o] = s2;
+        out[(r + 3) * outDim + o] = s3;
       }
     }
-    if (r < rows) {
+    for (; r < rows; r++) {
       const a0 = r * inDim;
+      const i4 = inDim - (inDim % 4);
       for (let o = o0; o < o1; o++) {
         const w = o * inDim;
         let s0 = 0;
-        for (let i = 0; i < inDim; i++) s0 += a[a0 + i] * W[w + i];
-        out[r * outDim + o] = s0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let i = 0;
+        for (; i < i4; i += 4) {
+          s0 += a[a0 + i] * W[w + i];
+          s1 += a[a0 + i + 1] * W[w + i + 1];
+          s2 += a[a0 + i + 2] * W[w + i + 2];
+          s3 += a[a0 + i + 3] * W[w + i + 3];
+        }
+        for (; i < inDim; i++) s0 += a[a0 + i] * W[w + i];
+        out[r * outDim + o] = s0 + s1 + (s2 + s3);
       }
     }
   }
@@ -337,23 +357,23 @@ export class NoisePool {
     if (count === 0) return have;
     // Draw every vector, then one [count, inDim] x W product so W is streamed once for the batch.
     const A = new Float32Array(count * inDim);
-    const as: Float32Array[] = [];
     for (let k = 0; k < count; k++) {
       const a = keysOrRng.freshLaplace(layer, inDim, scale);
       len(a, inDim, 'NoisePool.fill noise');
       A.set(a, k * inDim);
-      as.push(a);
+      // The pool owns its copy from here on (the source may zero its buffers, e.g. SessionKeys.destroy,
+      // independently of the pool); do not leave a second copy of the secret behind.
+      a.fill(0);
     }
     const AW = linearRows(A, count, inDim, W, outDim);
-    A.fill(0);
     if (!lp) {
       lp = { inDim, outDim, pairs: [] };
       this.layers.set(layer, lp);
     }
     for (let k = 0; k < count; k++) {
-      // Own copies: the source may zero its buffers (SessionKeys.destroy) independently of the pool.
-      lp.pairs.push({ layer, a: new Float32Array(as[k]), aW: AW.slice(k * outDim, (k + 1) * outDim), scale, inDim, outDim });
+      lp.pairs.push({ layer, a: A.slice(k * inDim, (k + 1) * inDim), aW: AW.slice(k * outDim, (k + 1) * outDim), scale, inDim, outDim });
     }
+    A.fill(0);
     AW.fill(0);
     return lp.pairs.length;
   }
