@@ -8,6 +8,9 @@ export const DEFAULT_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
   interOpNumThreads: 1,
   graphOptimizationLevel: 'all',
   executionMode: 'sequential',
+  // Hush keeps many small sessions (one per stage and sub-layer op). Spinning intra-op threads of an
+  // idle session steal the cores from the one running next, so threads sleep when idle.
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
 };
 
 export async function createSession(bytes: Uint8Array, opts: ort.InferenceSession.SessionOptions = {}): Promise<ort.InferenceSession> {

@@ -7,7 +7,7 @@ import { applyRope, ropeTables } from '../model/rope.ts';
 import { SessionKeys } from './keys.ts';
 import { makeDecoys } from './decoys.ts';
 import {
-  permuteRows, unpermuteRows, appendRows, takeRows, addRowNoise, linearRows, subtractInPlace, subtractRowInPlace,
+  permuteRows, unpermuteRows, appendRows, takeRows, addRowNoise, subtractInPlace, subtractRowInPlace,
   permuteHeadDims, unpermuteHeadDims, queryHeadToGroup, kvHeadToGroup, type NoisePool,
 } from './encoding.ts';
 import { ScxError, ScxRemoteError, ScxShapeError } from './errors.ts';
@@ -156,7 +156,7 @@ export class ScxCoordinator implements TokenForwarder {
         a = pair.a; comp = pair.aW;
       } else {
         a = keys.laplace(l, 'P1', 'noise', noise === 'shared' ? d : m * d, b);
-        comp = linearRows(a, noise === 'shared' ? 1 : m, d, this.qkvWeight(l), qkvWidth);
+        comp = await this.noiseThroughQkv(l, a);
       }
       this.secrets.push(a, comp);
       X = addRowNoise(X, m, d, a, noise);
@@ -197,18 +197,22 @@ export class ScxCoordinator implements TokenForwarder {
     return unpermuteRows(p3.h, n, d, pi2);
   }
 
-  private qkvCache = new Map<number, Float32Array>();
-  private qkvWeight(l: number): Float32Array {
-    let W = this.qkvCache.get(l);
-    if (!W) {
+  /**
+   * a·W_qkvᵀ for noise rows a, on the same onnxruntime kernel the cloud uses (a JS matmul is ~50x
+   * slower for row noise). The qkv op adds the bias, which the compensation must not contain.
+   */
+  private async noiseThroughQkv(l: number, a: Float32Array): Promise<Float32Array> {
+    const aw = await this.init.ops!.qkv(l, a);
+    if (this.init.config.qkvBias) {
       const w = this.init.weights!, p = `model.layers.${l}.self_attn.`;
-      const parts = [w.get(p + 'q_proj.weight'), w.get(p + 'k_proj.weight'), w.get(p + 'v_proj.weight')];
-      W = new Float32Array(parts.reduce((a, x) => a + x.length, 0));
-      let o = 0;
-      for (const x of parts) { W.set(x, o); o += x.length; }
-      this.qkvCache.set(l, W);
+      const bias = [w.get(p + 'q_proj.bias'), w.get(p + 'k_proj.bias'), w.get(p + 'v_proj.bias')];
+      const width = bias.reduce((x, y) => x + y.length, 0);
+      for (let r = 0; r < aw.length / width; r++) {
+        let o = r * width;
+        for (const bv of bias) for (let i = 0; i < bv.length; i++) aw[o++] -= bv[i];
+      }
     }
-    return W;
+    return aw;
   }
 
   /** Stage 2: the cloud layers' sigma and tau, and nothing of head or tail layers. */
@@ -242,8 +246,7 @@ export class ScxCoordinator implements TokenForwarder {
     } finally {
       for (const s of this.secrets) s.fill(0);
       this.secrets.length = 0;
-      this.qkvCache.clear();
-      this.keys?.destroy();
+            this.keys?.destroy();
     }
   }
 }

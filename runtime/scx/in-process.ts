@@ -65,7 +65,7 @@ export class InProcessRuntime {
     const h = run.mode === 'local' ? L : run.h ?? 1;
     const t = run.mode === 'local' ? 0 : run.t ?? 1;
     const trusted = new LocalTrustedPath(await this.stage(true, 0, h, false), await this.stage(false, L - t, L, true));
-    if (run.mode === 'scx') await this.ops.warm(['attn_norm'], Array.from({ length: L - t - h }, (_, i) => h + i));
+    if (run.mode === 'scx') await this.ops.warm(['attn_norm', 'qkv'], Array.from({ length: L - t - h }, (_, i) => h + i));
     return new ScxCoordinator({
       config: this.model.config, weights: this.model.weights, modelName: this.cloud.modelName,
       mode: run.mode, h: run.mode === 'local' ? 0 : h, t, trusted,
