@@ -6,3 +6,4 @@ export * from './generate.ts';
 export * from './pipeline.ts';
 export * from './sublayer-ops.ts';
 export * from './text.ts';
+export * from './stage-service.ts';

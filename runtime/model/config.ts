@@ -58,6 +58,15 @@ export function parseConfig(raw: Record<string, unknown>, file = 'config.json'):
     throw new UnsupportedModelError(
       `${file}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: ${SUPPORTED.join(', ')})`, file);
   }
+  // HF LLaMA's attention_bias puts a bias on o_proj as well as q/k/v, and mlp_bias on all three MLP
+  // projections; the tensor table below has no place for them, so such a checkpoint would otherwise
+  // load with those biases silently ignored.
+  if (arch !== 'qwen2' && raw.attention_bias === true) {
+    throw new UnsupportedModelError(`${file}: attention_bias true (biases on q/k/v/o projections) is not supported for ${arch}`, file);
+  }
+  if (raw.mlp_bias === true) {
+    throw new UnsupportedModelError(`${file}: mlp_bias true (biases on the MLP projections) is not supported`, file);
+  }
   const hiddenSize = int(raw, 'hidden_size', file);
   const numHeads = int(raw, 'num_attention_heads', file);
   const numKvHeads = int(raw, 'num_key_value_heads', file, numHeads);
@@ -102,7 +111,7 @@ export function parseConfig(raw: Record<string, unknown>, file = 'config.json'):
     maxPositionEmbeddings: int(raw, 'max_position_embeddings', file, 2048),
     bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : null,
     eosTokenIds,
-    qkvBias: arch === 'qwen2' || raw.attention_bias === true,
+    qkvBias: arch === 'qwen2',
   };
 }
 

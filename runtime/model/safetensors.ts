@@ -81,10 +81,21 @@ export class SafetensorsReader {
       } catch (e) {
         throw new CorruptModelFileError(`${basename(file)}: header is not valid JSON (${(e as Error).message})`, file);
       }
+      if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+        throw new CorruptModelFileError(`${basename(file)}: header is not a JSON object`, file);
+      }
       const dataStart = 8 + headerLen;
       const dataLen = size - dataStart;
       for (const [name, v] of Object.entries(header)) {
         if (name === '__metadata__') continue;
+        if (typeof v !== 'object' || v === null) {
+          throw new CorruptModelFileError(`${basename(file)}: tensor ${name} has no dtype/shape/data_offsets entry`, file, name);
+        }
+        const prior = this.tensors.get(name);
+        if (prior) {
+          // With shards, a name stored twice leaves it ambiguous which copy is meant.
+          throw new CorruptModelFileError(`${basename(file)}: tensor ${name} is also stored in ${basename(prior.file)}`, file, name);
+        }
         const info = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
         const dtype = info.dtype as StoredDtype;
         if (!(dtype in DTYPE_BYTES)) {
@@ -108,6 +119,11 @@ export class SafetensorsReader {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /** The weight files read, in the order they were opened. */
+  get files(): string[] {
+    return [...new Set([...this.tensors.values()].map((t) => t.file))];
   }
 
   has(name: string): boolean {

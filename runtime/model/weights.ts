@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { SafetensorsReader } from './safetensors.ts';
 import { expectedTensors, type ModelConfig } from './config.ts';
 import { MissingTensorError, TensorShapeError } from './errors.ts';
@@ -14,7 +15,8 @@ export class ModelWeights {
     this.expected = expectedTensors(config);
     for (const [name, shape] of this.expected) {
       if (!reader.has(name)) {
-        throw new MissingTensorError(`weights: tensor ${name} (expected shape [${shape}]) is missing`, undefined, name);
+        const files = reader.files.map((f) => basename(f)).join(', ') || 'the weights';
+        throw new MissingTensorError(`${files}: tensor ${name} (expected shape [${shape}] from config.json) is missing`, reader.files[0], name);
       }
       const got = reader.info(name);
       if (got.shape.length !== shape.length || got.shape.some((x, i) => x !== shape[i])) {
