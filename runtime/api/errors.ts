@@ -97,6 +97,11 @@ export class StopSequenceReached extends Error {
   override name = 'StopSequenceReached';
 }
 
+/** The abort reason the API gives the controller when the API stopped reading before the end (e.g. a write to a closing socket failed). */
+export class GenerationAbandonedError extends Error {
+  override name = 'GenerationAbandonedError';
+}
+
 /** The abort reason the API gives the controller when the HTTP client went away. */
 export class ClientDisconnectedError extends Error {
   override name = 'ClientDisconnectedError';
