@@ -4,6 +4,28 @@ import { InProcessPipeline, generateText } from '../../runtime/engine/index.ts';
 import { InProcessRuntime } from '../../runtime/scx/in-process.ts';
 import { Transcript } from '../../runtime/scx/transcript.ts';
 import { floatArg, idsArg, intArg } from './util.ts';
+import { DaemonClient } from '../client.ts';
+
+/** `hush generate --via HOME`: the request runs on the daemon's plan; tokens stream back over its API. */
+async function generateVia(o: Record<string, any>, mode: string | undefined): Promise<void> {
+  const client = DaemonClient.forHome(o.via);
+  let text = '';
+  for await (const e of client.generate({
+    prompt: o.prompt, maxTokens: o.maxTokens, seed: o.seed, ...(mode ? { mode } : {}),
+    ...(o.temperature === undefined ? {} : { temperature: o.temperature }), ...(o.topP === undefined ? {} : { topP: o.topP }), ...(o.topK === undefined ? {} : { topK: o.topK }),
+  })) {
+    if (e.type === 'token') { text += e.text as string; if (!o.json) process.stdout.write(e.text as string); }
+    else if (e.type === 'error') throw Object.assign(new Error(String((e as { error?: { message?: string } }).error?.message ?? 'generation failed')), { name: 'GenerationError' });
+    else if (e.type === 'done') {
+      if (o.json) console.log(JSON.stringify({ text, ...e }));
+      else {
+        const t = e.timings as Record<string, number>;
+        process.stdout.write('\n');
+        process.stderr.write(`[via ${o.via}] ${(e.usage as { completionTokens: number }).completionTokens} tokens, first after ${t.ttftMs?.toFixed(0)} ms, ${t.tokensPerSecond?.toFixed(1)} tokens/s, cloud saw ${t.crossings ?? 0} crossings\n`);
+      }
+    }
+  }
+}
 
 export function registerGenerateCommands(program: Command): void {
   program.command('generate')
@@ -23,8 +45,10 @@ export function registerGenerateCommands(program: Command): void {
     .option('--decoys <r>', "decoy rows per scx crossing (a number or 'N')", '0')
     .option('--transcript <file>', 'write everything the cloud peer saw to FILE (.hushtx)')
     .option('--json', 'print one JSON object with ids, text and timings instead of streaming')
-    .action(async (o) => {
+    .option('--via <home>', 'run through the device daemon of this home (its paired devices and cloud peer)')
+    .action(async (o, cmd) => {
       if (!['local', 'split', 'scx'].includes(o.mode)) throw new Error('--mode must be local, split or scx');
+      if (o.via) return generateVia(o, cmd.getOptionValueSource('mode') === 'default' ? undefined : o.mode);
       if (!['none', 'shared', 'rows'].includes(o.noise)) throw new Error('--noise must be none, shared or rows');
       const decoys = o.decoys === 'N' ? 'N' : intArg('decoys', 0, 4096)(o.decoys);
       const model = loadModel(o.model);

@@ -38,6 +38,17 @@ export interface TrustedPath {
   drop(session: string): Promise<void>;
 }
 
+/** One tensor that crossed to or from the cloud (shape and size, never the values). */
+export interface WireEntry {
+  stage: 'prefill' | 'keyshare' | 'generate';
+  layer: number;
+  crossing: 'P1' | 'P2' | 'P3' | 'K' | 'D' | 'S';
+  direction: 'received' | 'returned';
+  name: string;
+  shape: number[];
+  bytes: number;
+}
+
 /** Counters of what crossed to and from the cloud in one session. */
 export interface CrossingStats {
   crossings: number;
@@ -46,6 +57,8 @@ export interface CrossingStats {
   byKind: Record<string, { count: number; bytesToCloud: number; bytesFromCloud: number }>;
   prefillMs: number;
   decodeMs: number[];
+  /** Every tensor, as the cloud received or returned it ("received" = sent by us). */
+  wire: WireEntry[];
 }
 
 export interface CoordinatorInit {
@@ -76,7 +89,7 @@ export interface CoordinatorInit {
 export class ScxCoordinator implements TokenForwarder {
   readonly session: string;
   readonly keys: SessionKeys | null;
-  readonly stats: CrossingStats = { crossings: 0, bytesToCloud: 0, bytesFromCloud: 0, byKind: {}, prefillMs: 0, decodeMs: [] };
+  readonly stats: CrossingStats = { crossings: 0, bytesToCloud: 0, bytesFromCloud: 0, byKind: {}, prefillMs: 0, decodeMs: [], wire: [] };
   private opened = false;
   private closed = false;
   private readonly cloudStart: number;
@@ -111,7 +124,45 @@ export class ScxCoordinator implements TokenForwarder {
     this.stats.crossings++;
     this.stats.bytesToCloud += to;
     this.stats.bytesFromCloud += from;
+    this.logWire(msg, reply);
     return reply as Extract<CloudReply, { type: T }>;
+  }
+
+  private logWire(msg: CloudRequest, reply: CloudReply): void {
+    const c = this.init.config, d = c.hiddenSize, H = c.numHeads, Hkv = c.numKvHeads, hd = c.headDim;
+    const add = (stage: WireEntry['stage'], layer: number, crossing: WireEntry['crossing'], direction: WireEntry['direction'], name: string, shape: number[]) =>
+      this.stats.wire.push({ stage, layer, crossing, direction, name, shape, bytes: shape.reduce((a, b) => a * b, 4) });
+    switch (msg.type) {
+      case 'split':
+        add('prefill', this.cloudStart, 'S', 'received', 'h', [msg.rows, d]);
+        add('prefill', this.cloudEnd - 1, 'S', 'returned', 'h', [msg.rows, d]);
+        break;
+      case 'P1':
+        add('prefill', msg.layer, 'P1', 'received', 'x', [msg.rows, d]);
+        add('prefill', msg.layer, 'P1', 'returned', 'qkv', [msg.rows, (H + 2 * Hkv) * hd]);
+        break;
+      case 'P2':
+        add('prefill', msg.layer, 'P2', 'received', 'q', [H, msg.n, hd]);
+        add('prefill', msg.layer, 'P2', 'received', 'k', [Hkv, msg.n, hd]);
+        add('prefill', msg.layer, 'P2', 'received', 'v', [Hkv, msg.n, hd]);
+        add('prefill', msg.layer, 'P2', 'returned', 'o', [H, msg.n, hd]);
+        break;
+      case 'P3':
+        add('prefill', msg.layer, 'P3', 'received', 'o', [msg.n, H * hd]);
+        add('prefill', msg.layer, 'P3', 'received', 'h', [msg.n, d]);
+        add('prefill', msg.layer, 'P3', 'returned', 'h', [msg.n, d]);
+        break;
+      case 'keyshare':
+        for (const e of msg.layers) {
+          add('keyshare', e.layer, 'K', 'received', 'sigma', [Hkv, hd]);
+          add('keyshare', e.layer, 'K', 'received', 'tau', [Hkv, hd]);
+        }
+        break;
+      case 'decode':
+        add('generate', this.cloudStart, 'D', 'received', 'h', [1, d]);
+        if (reply.type === 'decode') add('generate', this.cloudEnd - 1, 'D', 'returned', 'h', [1, d]);
+        break;
+    }
   }
 
   async prefill(ids: number[], signal?: AbortSignal): Promise<Float32Array> {

@@ -1,0 +1,304 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { multiaddr as parseMultiaddr } from '@multiformats/multiaddr';
+import type { Logger } from 'pino';
+import type { LoadedModel } from '../../runtime/model/index.ts';
+import { generateText } from '../../runtime/engine/text.ts';
+import { LocalStageHost, type StageHost, type StageServer } from '../../runtime/engine/stage-service.ts';
+import type { SubLayerOps } from '../../runtime/engine/sublayer-ops.ts';
+import { ScxCoordinator, type ScxOptions } from '../../runtime/scx/coordinator.ts';
+import { fixedPlan, planToTrustedPath } from '../../runtime/scx/plan-exec.ts';
+import type { Plan } from '../../runtime/scheduler/types.ts';
+import {
+  fingerprint, InviteExpiredError, InviteInvalidError, InviteUsedError, PeerRefusedError,
+  type CloudList, type HushNode, type Roster, type RosterEntry,
+} from '../../runtime/net/index.ts';
+import {
+  BadRequestError, ConflictError, GoneError, NotFoundError, UnavailableError, type EventHub,
+  type Cloud, type CloudTestResult, type Device, type DeviceController, type GenerateEvent, type GenerateRequest,
+  type HushEvent, type Identity, type Invite, type JoinResult, type LastSession, type Mode, type ModelInfo, type PlanView, type PrivacyReport,
+} from '../../runtime/api/index.ts';
+import { remoteStageHost, cloudTransport } from './remote.ts';
+import { PRIVACY_REPORT_FILE } from './privacy-file.ts';
+
+export interface DeviceState {
+  name: string;
+  /** Last measured round trip and contact per peer (ping loop). */
+  links: Map<string, { rttMs: number; lastSeen: string }>;
+  cloudTests: Map<string, CloudTestResult & { at: string }>;
+}
+
+export interface DeviceControllerInit {
+  node: HushNode;
+  roster: Roster;
+  clouds: CloudList;
+  model: LoadedModel;
+  stages: StageServer;
+  ops: SubLayerOps;
+  events: EventHub<HushEvent>;
+  state: DeviceState;
+  log: Logger;
+  /** Head/tail layers kept on trusted devices in split/scx. */
+  h: number;
+  t: number;
+  scx: ScxOptions;
+  startedAt: number;
+  /** Builds the plan for a mode (the scheduler when present; a fixed plan otherwise). */
+  planner?: (mode: Mode) => Promise<{ plan: Plan; view: PlanView }>;
+}
+
+const now = () => new Date().toISOString();
+
+/** The device daemon's answers to the app, the CLI and the OpenAI endpoint. */
+export class DaemonController implements DeviceController {
+  private last: LastSession | null = null;
+  private readonly local: StageHost;
+  private readonly remoteHosts = new Map<string, StageHost>();
+  readonly self: string;
+
+  constructor(private readonly d: DeviceControllerInit) {
+    this.local = new LocalStageHost(d.stages);
+    this.self = d.node.peerId.toString();
+  }
+
+  private publish(type: HushEvent['type'], extra: Partial<HushEvent> = {}): void {
+    this.d.events.publish({ type, at: now(), ...extra });
+  }
+
+  async identity(): Promise<Identity> {
+    return { peerId: this.self, fingerprint: fingerprint(this.self), name: this.d.state.name, addresses: this.d.node.getMultiaddrs().map(String) };
+  }
+
+  async renameSelf(name: string): Promise<Identity> {
+    this.d.state.name = name;
+    this.publish('identity.renamed', { peerId: this.self, message: name });
+    return this.identity();
+  }
+
+  isOnline(peerId: string): boolean {
+    return this.d.node.libp2p.getConnections().some((c) => c.remotePeer.toString() === peerId && c.status === 'open');
+  }
+
+  private deviceView(e: RosterEntry): Device {
+    const link = this.d.state.links.get(e.peerId);
+    const online = !e.revoked && this.isOnline(e.peerId);
+    const conn = this.d.node.libp2p.getConnections().find((c) => c.remotePeer.toString() === e.peerId);
+    const addr = conn?.remoteAddr.toString() ?? '';
+    const path = !online ? null : /\/(ip4\/(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.)|ip6\/(::1|fe80))/.test(addr) ? 'lan' : 'direct';
+    return {
+      peerId: e.peerId, fingerprint: fingerprint(e.peerId), name: e.name, added: e.added,
+      ...(e.expires ? { expires: e.expires } : {}), ...(e.revoked ? { revoked: e.revoked } : {}),
+      online, path,
+      ...(link ? { rttMs: link.rttMs, lastSeen: link.lastSeen } : {}),
+    };
+  }
+
+  async devices(): Promise<Device[]> {
+    return this.d.roster.list().filter((e) => e.peerId !== this.self).map((e) => this.deviceView(e));
+  }
+
+  private entry(peerId: string): RosterEntry {
+    const e = this.d.roster.get(peerId);
+    if (!e || peerId === this.self) throw new NotFoundError(`no paired device ${peerId}`);
+    return e;
+  }
+
+  async renameDevice(peerId: string, name: string): Promise<Device> {
+    this.entry(peerId);
+    const e = await this.d.roster.rename(peerId, name);
+    this.publish('device.renamed', { peerId, message: name });
+    return this.deviceView(e);
+  }
+
+  async revokeDevice(peerId: string): Promise<Device> {
+    if (this.entry(peerId).revoked) throw new ConflictError(`device ${peerId} is already revoked`);
+    await this.d.node.revoke(peerId);
+    this.remoteHosts.delete(peerId);
+    this.publish('device.revoked', { peerId });
+    return this.deviceView(this.entry(peerId));
+  }
+
+  async createInvite(): Promise<Invite> {
+    const inv = this.d.node.createInvite();
+    this.publish('invite.created', { data: { expiresAt: inv.expiresAt.toISOString() } });
+    return { code: inv.code, expiresAt: inv.expiresAt.toISOString() };
+  }
+
+  async joinInvite(code: string, name?: string): Promise<JoinResult> {
+    try {
+      const info = await this.d.node.join(code, { name: name ?? this.d.state.name });
+      this.publish('device.paired', { peerId: info.peerId, message: info.name });
+      return { peerId: info.peerId, name: info.name };
+    } catch (e) {
+      const err = e as Error;
+      if (err instanceof InviteExpiredError || err instanceof InviteUsedError) throw new GoneError(err.message);
+      if (err instanceof InviteInvalidError) throw new BadRequestError(err.message);
+      if (err instanceof PeerRefusedError) throw new UnavailableError(err.message);
+      throw new UnavailableError(`could not reach the inviting device: ${err.message}`);
+    }
+  }
+
+  private cloudView(e: { name: string; multiaddr: string; peerId?: string }): Cloud {
+    const t = this.d.state.cloudTests.get(e.name);
+    return { id: e.name, multiaddr: e.multiaddr, ...(e.peerId ? { peerId: e.peerId } : {}), name: e.name,
+      ...(t ? { reachable: t.reachable, rttMs: t.rttMs ?? undefined, lastTested: t.at } : {}) };
+  }
+
+  async clouds(): Promise<Cloud[]> {
+    return this.d.clouds.list().map((e) => this.cloudView(e));
+  }
+
+  async addCloud(addr: string, name?: string): Promise<Cloud> {
+    let peerId: string | undefined;
+    try {
+      peerId = parseMultiaddr(addr).getComponents().find((c) => c.name === 'p2p')?.value;
+    } catch (e) {
+      throw new BadRequestError(`not a multiaddr: ${(e as Error).message}`);
+    }
+    if (!peerId) throw new BadRequestError('the cloud multiaddr must end in /p2p/<PeerId> so the peer can be authenticated');
+    if (this.d.roster.get(peerId)) throw new ConflictError('that peer is a paired device; a cloud peer is never trusted');
+    const list = this.d.clouds.list();
+    if (list.some((c) => c.peerId === peerId)) throw new ConflictError('that cloud peer is already added');
+    const id = name ?? `cloud-${list.length + 1}`;
+    if (list.some((c) => c.name === id)) throw new ConflictError(`a cloud peer named ${id} exists`);
+    const e = await this.d.clouds.add({ multiaddr: addr, name: id, peerId }, { roster: this.d.roster });
+    this.publish('cloud.added', { peerId, message: id });
+    return this.cloudView(e);
+  }
+
+  async testCloud(id: string): Promise<CloudTestResult> {
+    const e = this.d.clouds.get(id);
+    if (!e) throw new NotFoundError(`no cloud peer ${id}`);
+    let r: CloudTestResult;
+    try {
+      const conn = await this.d.node.connect(e.multiaddr, { timeoutMs: 5000 });
+      const rtt = await this.d.node.libp2p.services.ping.ping(conn.remotePeer, { signal: AbortSignal.timeout(5000) });
+      r = { reachable: true, rttMs: rtt };
+      this.publish('cloud.reachable', { peerId: e.peerId, data: { rttMs: rtt } });
+    } catch (err) {
+      r = { reachable: false, rttMs: null, error: (err as Error).message };
+      this.publish('cloud.unreachable', { peerId: e.peerId, message: (err as Error).message });
+    }
+    this.d.state.cloudTests.set(id, { ...r, at: now() });
+    return r;
+  }
+
+  async removeCloud(id: string): Promise<void> {
+    if (!(await this.d.clouds.remove(id))) throw new NotFoundError(`no cloud peer ${id}`);
+    this.d.state.cloudTests.delete(id);
+    this.publish('cloud.removed', { message: id });
+  }
+
+  /** Online paired devices, in roster order. */
+  onlineDevices(): RosterEntry[] {
+    return this.d.roster.list().filter((e) => e.peerId !== this.self && this.d.roster.isTrusted(e.peerId) && this.isOnline(e.peerId));
+  }
+
+  private nameOf(id: string): string {
+    if (id === this.self) return `${this.d.state.name} (this device)`;
+    return this.d.roster.get(id)?.name ?? this.d.clouds.list().find((c) => c.peerId === id)?.name ?? id.slice(-8);
+  }
+
+  async makePlan(mode: Mode): Promise<{ plan: Plan; view: PlanView }> {
+    if (this.d.planner) return this.d.planner(mode);
+    const cloud = this.d.clouds.list()[0];
+    if (mode !== 'local' && !cloud) throw new UnavailableError(`mode ${mode} needs a cloud peer: add one with \`hush cloud add MULTIADDR\``);
+    const tail = this.onlineDevices()[0]?.peerId;
+    const plan = fixedPlan({ model: this.d.model.name, numLayers: this.d.model.config.numLayers, mode, coordinator: this.self, tailDevice: tail, cloudPeer: cloud?.peerId, h: this.d.h, t: this.d.t });
+    return {
+      plan,
+      view: {
+        mode,
+        stages: plan.stages.map((s) => ({ device: this.nameOf(s.deviceId), role: s.role, layers: s.role === 'embed' ? 'embedding' : s.role === 'head' ? 'final norm + LM head' : `[${s.layers[0]}, ${s.layers[1]})` })),
+        predicted: { ttftMs: 0, perTokenMs: 0 },
+        why: ['fixed plan: embedding and head layers on this device, tail layers and LM head on the first online paired device, middle layers on the first cloud peer'],
+        details: plan,
+      },
+    };
+  }
+
+  async plan(mode: Mode): Promise<PlanView> {
+    return (await this.makePlan(mode)).view;
+  }
+
+  hostFor(deviceId: string): StageHost {
+    if (deviceId === this.self) return this.local;
+    let h = this.remoteHosts.get(deviceId);
+    if (!h) {
+      if (!this.d.roster.isTrusted(deviceId)) throw new UnavailableError(`device ${deviceId} is not a trusted paired device`);
+      h = remoteStageHost(this.d.node, deviceId, this.nameOf(deviceId), this.d.model.name);
+      this.remoteHosts.set(deviceId, h);
+    }
+    return h;
+  }
+
+  async *generate(req: GenerateRequest, signal: AbortSignal): AsyncIterable<GenerateEvent> {
+    const model = this.d.model;
+    if (req.model && req.model !== model.name) throw new NotFoundError(`model ${req.model} is not served here (this device serves ${model.name})`);
+    const mode: Mode = req.mode ?? (this.d.clouds.list().length ? 'scx' : 'local');
+    const { plan } = await this.makePlan(mode);
+    const session = randomUUID();
+    const trusted = planToTrustedPath(plan, (id) => this.hostFor(id));
+    const cloudEntry = plan.cloudPeer ? this.d.clouds.list().find((c) => c.peerId === plan.cloudPeer) : undefined;
+    const transport = cloudEntry ? cloudTransport(this.d.node, cloudEntry.multiaddr) : undefined;
+    const fw = new ScxCoordinator({
+      config: model.config, weights: model.weights, modelName: model.name, mode, h: plan.h, t: plan.t,
+      trusted, cloud: transport, ops: this.d.ops, scx: this.d.scx, session,
+    });
+    let ids: number[];
+    if (req.messages) {
+      const r = model.tokenizer.renderChat(req.messages);
+      ids = model.tokenizer.encode(r.text, r.addSpecialTokens);
+    } else {
+      ids = model.tokenizer.encode(req.prompt ?? '');
+    }
+    const startedAt = now();
+    this.d.log.info({ session, mode, promptTokens: ids.length, stages: trusted.describe().map((s) => `${s.host}:${s.stage.start}-${s.stage.end}`) }, 'session start');
+    this.publish('session.start', { sessionId: session, data: { mode, promptTokens: ids.length } });
+    yield { type: 'start', mode, promptTokens: ids.length, model: model.name, sessionId: session };
+    let completion = 0;
+    try {
+      for await (const e of generateText(model.tokenizer, fw, {
+        ids, maxTokens: req.maxTokens, temperature: req.temperature ?? model.generation.temperature ?? 0,
+        topP: req.topP ?? model.generation.topP, topK: req.topK ?? model.generation.topK, seed: req.seed ?? 0,
+        stopIds: model.config.eosTokenIds, stop: req.stop, signal,
+      })) {
+        if (e.type === 'token') { completion++; yield { type: 'token', text: e.text, id: e.id }; }
+        else {
+          this.last = {
+            mode, sessionId: session, model: model.name, startedAt,
+            crossings: fw.stats.wire.map(({ name: _n, ...w }) => w), totalBytes: fw.stats.bytesToCloud + fw.stats.bytesFromCloud,
+          };
+          yield {
+            type: 'done', finishReason: e.finishReason,
+            usage: { promptTokens: ids.length, completionTokens: e.ids.length },
+            timings: { ...e.timings, prefillMs: fw.stats.prefillMs, crossings: fw.stats.crossings, bytesToCloud: fw.stats.bytesToCloud, bytesFromCloud: fw.stats.bytesFromCloud },
+          };
+        }
+      }
+    } finally {
+      await fw.close();
+      await transport?.close();
+      this.publish('session.end', { sessionId: session, data: { completionTokens: completion } });
+      this.d.log.info({ session, completionTokens: completion }, 'session end');
+    }
+  }
+
+  async lastSession(): Promise<LastSession | null> {
+    return this.last;
+  }
+
+  async privacy(): Promise<PrivacyReport | null> {
+    return existsSync(PRIVACY_REPORT_FILE) ? JSON.parse(readFileSync(PRIVACY_REPORT_FILE, 'utf8')) as PrivacyReport : null;
+  }
+
+  async models(): Promise<ModelInfo[]> {
+    return [{ id: this.d.model.name, created: Math.floor(this.d.startedAt / 1000), ownedBy: 'hush' }];
+  }
+
+  events(signal: AbortSignal): AsyncIterable<HushEvent> {
+    return this.d.events.subscribe(signal);
+  }
+}
+
