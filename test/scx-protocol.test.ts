@@ -3,9 +3,8 @@ import { InProcessRuntime } from '../runtime/scx/in-process.ts';
 import { ScxCloud } from '../runtime/scx/cloud.ts';
 import { Transcript } from '../runtime/scx/transcript.ts';
 import { generateTokens } from '../runtime/engine/index.ts';
-import { SubLayerOps } from '../runtime/engine/sublayer-ops.ts';
-import { StageRunner } from '../runtime/engine/stage-runner.ts';
 import { tinyModel, cleanupTinyModels } from './support/tiny.ts';
+import { auditTranscript, plaintextStates } from './support/wire-audit.ts';
 
 afterAll(cleanupTinyModels);
 
@@ -22,81 +21,30 @@ async function consume(fw: Parameters<typeof generateTokens>[0], n: number): Pro
   return out;
 }
 
-/** Plaintext values the audit compares with: residual entering each layer and its RMSNorm, from a local run. */
-async function plaintext(): Promise<{ residual: Map<number, Float32Array>; normed: Map<number, Float32Array> }> {
-  const residual = new Map<number, Float32Array>(), normed = new Map<number, Float32Array>();
-  const ops = new SubLayerOps(c, model.weights);
-  let hs: Float32Array | undefined;
-  for (let l = 0; l < L; l++) {
-    const st = await StageRunner.create(c, model.weights, { embed: l === 0, start: l, end: l + 1, head: false });
-    st.openSession('p');
-    if (l > 0) { residual.set(l, hs!); normed.set(l, await ops.attnNorm(l, hs!)); }
-    hs = (await st.forward('p', l === 0 ? { ids } : { hidden: hs })).hidden!;
-    await st.release();
+describe('wire audit of what the cloud saw', () => {
+  for (const mode of ['scx', 'split'] as const) {
+    it(`${mode}: no token ids, logits, trusted-layer tensors or embedding rows; scx rows never in true order`, async () => {
+      const tx = new Transcript({ model: model.name, mode });
+      const rt = new InProcessRuntime(model, { capture: tx });
+      await consume(await rt.forwarder({ mode, h, t, scx: { decoys: 3, noise: 'rows', noiseScale: 0.3 } }), 6);
+      await rt.release();
+      expect(tx.entries.length).toBeGreaterThan(0);
+      expect(await auditTranscript(tx, model, { h, t, promptIds: ids, mode })).toEqual([]);
+      if (mode === 'scx') expect(new Set(tx.filter({ stage: 'keyshare', name: 'sigma' }).map((e) => e.layer))).toEqual(new Set([2, 3, 4]));
+    });
   }
-  await ops.release();
-  return { residual, normed };
-}
 
-function rowsOf(x: Float32Array | Int32Array, w: number): Float32Array[] {
-  return Array.from({ length: x.length / w }, (_, i) => Float32Array.from(x.subarray(i * w, (i + 1) * w)));
-}
-const near = (a: Float32Array, b: Float32Array, tol: number) => a.every((v, i) => Math.abs(v - b[i]) <= tol);
-
-describe('wire audit of what the cloud saw (scx)', async () => {
-  const tx = new Transcript({ model: model.name, mode: 'scx' });
-  const rt = new InProcessRuntime(model, { capture: tx });
-  await consume(await rt.forwarder({ mode: 'scx', h, t, scx: { decoys: 3, noise: 'rows', noiseScale: 0.3 } }), 6);
-  await rt.release();
-  const plain = await plaintext();
-
-  it('carries no token ids, no logits, and integers only as the cloud layers\' shared sigma/tau', () => {
-    for (const e of tx.entries) {
-      expect(e.data instanceof Float32Array || (e.stage === 'keyshare' && ['sigma', 'tau'].includes(e.name))).toBe(true);
-      expect(e.shape[e.shape.length - 1]).not.toBe(c.vocabSize);
-      expect(['ids', 'logits', 'tokens']).not.toContain(e.name);
-    }
-  });
-
-  it('touches cloud layers only: no head/tail-layer key or KV', () => {
-    for (const e of tx.entries) {
-      expect(e.layer).toBeGreaterThanOrEqual(h);
-      expect(e.layer).toBeLessThan(L - t);
-    }
-    expect(new Set(tx.filter({ stage: 'keyshare', name: 'sigma' }).map((e) => e.layer))).toEqual(new Set([2, 3, 4]));
-  });
-
-  it('no row is within 1e-3 of an embedding row or of its RMSNorm', () => {
-    const E = model.weights.get('model.embed_tokens.weight');
-    const emb = rowsOf(E, d);
-    const normed = emb.map((r) => { const s = Math.sqrt(r.reduce((a, x) => a + x * x, 0) / d + c.rmsNormEps); return r.map((x) => x / s); });
-    for (const e of tx.entries) {
-      if (!(e.data instanceof Float32Array) || e.shape[e.shape.length - 1] !== d) continue;
-      for (const row of rowsOf(e.data, d)) for (let i = 0; i < emb.length; i++) {
-        expect(near(row, emb[i], 1e-3)).toBe(false);
-        expect(near(row, normed[i], 1e-3)).toBe(false);
-      }
-    }
-  });
-
-  it('no P1 or P3 row set arrives in true order', () => {
-    for (let l = h; l < L - t; l++) {
-      const p1 = tx.filter({ crossing: 'P1', layer: l, direction: 'received' })[0];
-      const p3 = tx.filter({ crossing: 'P3', layer: l, direction: 'received', name: 'h' })[0];
-      const trueX = rowsOf(plain.normed.get(l)!, d), trueH = rowsOf(plain.residual.get(l)!, d);
-      // With noise the rows match nothing exactly; compare by nearest true row instead.
-      const order = (got: Float32Array, truth: Float32Array[]) => rowsOf(got, d).map((r) => {
-        let best = -1, bd = Infinity;
-        truth.forEach((t2, i) => { let s = 0; for (let j = 0; j < d; j++) s += Math.abs(r[j] - t2[j]); if (s < bd) { bd = s; best = i; } });
-        return best;
-      });
-      const o1 = order(p1.data as Float32Array, trueX);
-      expect(o1.slice(0, N)).not.toEqual(Array.from({ length: N }, (_, i) => i));
-      const o3 = order(p3.data as Float32Array, trueH);
-      expect(o3).not.toEqual(Array.from({ length: N }, (_, i) => i));
-      // P3's residual rows are the true rows, only permuted: every one is present.
-      expect(new Set(o3).size).toBe(N);
-    }
+  it('the audit catches violations: plaintext true-order rows, a trusted layer, an embedding row', async () => {
+    const tx = new Transcript({ model: model.name, mode: 'scx' });
+    const plain = await plaintextStates(model, ids);
+    tx.record({ session: 's', stage: 'prefill', layer: h, crossing: 'P1', direction: 'received', name: 'x', shape: [N, d], data: plain.normed.get(h)! });
+    tx.record({ session: 's', stage: 'prefill', layer: h, crossing: 'P3', direction: 'received', name: 'h', shape: [N, d], data: plain.residual.get(h)! });
+    tx.record({ session: 's', stage: 'prefill', layer: 0, crossing: 'S', direction: 'received', name: 'h', shape: [1, d], data: model.weights.get('model.embed_tokens.weight').slice(5 * d, 6 * d) });
+    const v = await auditTranscript(tx, model, { h, t, promptIds: ids, mode: 'scx' });
+    expect(v.some((x) => x.includes('P1 rows in true order'))).toBe(true);
+    expect(v.some((x) => x.includes('P3 rows in true order'))).toBe(true);
+    expect(v.some((x) => x.includes('trusted layer'))).toBe(true);
+    expect(v.some((x) => x.includes('embedding row 5'))).toBe(true);
   });
 });
 
