@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { multiaddr as parseMultiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { LoadedModel } from '../../runtime/model/index.ts';
@@ -20,12 +19,11 @@ import {
   type HushEvent, type Identity, type Invite, type JoinResult, type LastSession, type Mode, type ModelInfo, type PlanView, type PrivacyReport,
 } from '../../runtime/api/index.ts';
 import { remoteStageHost, cloudTransport } from './remote.ts';
+import type { PeerDirectory, PeerProfile } from './peer-directory.ts';
 import { PRIVACY_REPORT_FILE } from './privacy-file.ts';
 
 export interface DeviceState {
   name: string;
-  /** Last measured round trip and contact per peer (ping loop). */
-  links: Map<string, { rttMs: number; lastSeen: string }>;
   cloudTests: Map<string, CloudTestResult & { at: string }>;
 }
 
@@ -39,6 +37,9 @@ export interface DeviceControllerInit {
   events: EventHub<HushEvent>;
   state: DeviceState;
   log: Logger;
+  directory: PeerDirectory;
+  /** This device's own profile. */
+  profile: PeerProfile;
   /** Head/tail layers kept on trusted devices in split/scx. */
   h: number;
   t: number;
@@ -81,7 +82,7 @@ export class DaemonController implements DeviceController {
   }
 
   private deviceView(e: RosterEntry): Device {
-    const link = this.d.state.links.get(e.peerId);
+    const link = this.d.directory.get(e.peerId);
     const online = !e.revoked && this.isOnline(e.peerId);
     const conn = this.d.node.libp2p.getConnections().find((c) => c.remotePeer.toString() === e.peerId);
     const addr = conn?.remoteAddr.toString() ?? '';
@@ -90,7 +91,8 @@ export class DaemonController implements DeviceController {
       peerId: e.peerId, fingerprint: fingerprint(e.peerId), name: e.name, added: e.added,
       ...(e.expires ? { expires: e.expires } : {}), ...(e.revoked ? { revoked: e.revoked } : {}),
       online, path,
-      ...(link ? { rttMs: link.rttMs, lastSeen: link.lastSeen } : {}),
+      ...(link?.rttMs === undefined ? {} : { rttMs: link.rttMs }), ...(link?.lastSeen ? { lastSeen: link.lastSeen } : {}),
+      ...(link?.bandwidthBytesPerSec ? { bandwidthMBps: link.bandwidthBytesPerSec / 1e6 } : {}),
     };
   }
 
@@ -115,6 +117,7 @@ export class DaemonController implements DeviceController {
     if (this.entry(peerId).revoked) throw new ConflictError(`device ${peerId} is already revoked`);
     await this.d.node.revoke(peerId);
     this.remoteHosts.delete(peerId);
+    this.d.directory.forget(peerId);
     this.publish('device.revoked', { peerId });
     return this.deviceView(this.entry(peerId));
   }
@@ -190,9 +193,17 @@ export class DaemonController implements DeviceController {
     this.publish('cloud.removed', { message: id });
   }
 
-  /** Online paired devices, in roster order. */
-  onlineDevices(): RosterEntry[] {
-    return this.d.roster.list().filter((e) => e.peerId !== this.self && this.d.roster.isTrusted(e.peerId) && this.isOnline(e.peerId));
+  /** Online paired devices running a Hush device daemon for this model (they answered the profile protocol). */
+  async onlineDevices(): Promise<RosterEntry[]> {
+    // A device that just paired or reconnected may not have answered yet: ask now rather than plan without it.
+    await Promise.all(this.d.roster.list()
+      .filter((e) => e.peerId !== this.self && this.d.roster.isTrusted(e.peerId) && this.isOnline(e.peerId) && !this.d.directory.get(e.peerId)?.profile)
+      .map((e) => this.d.directory.refresh(e.peerId, true).catch(() => undefined)));
+    return this.d.roster.list().filter((e) => {
+      if (e.peerId === this.self || !this.d.roster.isTrusted(e.peerId) || !this.isOnline(e.peerId)) return false;
+      const p = this.d.directory.get(e.peerId)?.profile;
+      return p !== undefined && p.model === this.d.model.name && !p.optOut;
+    });
   }
 
   private nameOf(id: string): string {
@@ -204,7 +215,7 @@ export class DaemonController implements DeviceController {
     if (this.d.planner) return this.d.planner(mode);
     const cloud = this.d.clouds.list()[0];
     if (mode !== 'local' && !cloud) throw new UnavailableError(`mode ${mode} needs a cloud peer: add one with \`hush cloud add MULTIADDR\``);
-    const tail = this.onlineDevices()[0]?.peerId;
+    const tail = (await this.onlineDevices())[0]?.peerId;
     const plan = fixedPlan({ model: this.d.model.name, numLayers: this.d.model.config.numLayers, mode, coordinator: this.self, tailDevice: tail, cloudPeer: cloud?.peerId, h: this.d.h, t: this.d.t });
     return {
       plan,

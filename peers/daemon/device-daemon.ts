@@ -2,7 +2,6 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { peerIdFromString } from '@libp2p/peer-id';
 import { loadModel } from '../../runtime/model/index.ts';
 import { StageServer } from '../../runtime/engine/stage-service.ts';
 import { SubLayerOps } from '../../runtime/engine/sublayer-ops.ts';
@@ -11,7 +10,9 @@ import { createHushNode, loadOrCreateIdentity, Roster, CloudList, type HushNode 
 import { serveRequests } from '../../runtime/net/rpc.ts';
 import { EventHub, loadOrCreateApiToken, startControlServer, type HushEvent } from '../../runtime/api/index.ts';
 import { DaemonController, type DeviceState } from './device-controller.ts';
-import { createLogger, MAX_TENSOR_FRAME_BYTES, onShutdown, removeDaemonInfo, resolveHome, STAGE_PROTOCOL, writeDaemonInfo } from './common.ts';
+import { createLogger, MAX_TENSOR_FRAME_BYTES, onShutdown, PROFILE_PROTOCOL, removeDaemonInfo, resolveHome, STAGE_PROTOCOL, writeDaemonInfo } from './common.ts';
+import { deviceMeasurement } from './profile.ts';
+import { PeerDirectory, type PeerProfile } from './peer-directory.ts';
 
 export interface DeviceDaemonOptions {
   home?: string;
@@ -26,6 +27,12 @@ export interface DeviceDaemonOptions {
   h?: number;
   t?: number;
   scx?: ScxOptions;
+  /** Memory this device offers for stages (default 80% of free memory at start). */
+  memoryBytes?: number;
+  /** Battery saver: coordinate requests but host no stage for other devices' plans. */
+  optOut?: boolean;
+  /** Most of the model's layers this device may hold (0..1). */
+  maxShare?: number;
 }
 
 export interface DeviceDaemon {
@@ -35,8 +42,6 @@ export interface DeviceDaemon {
   token: string;
   stop(): Promise<void>;
 }
-
-const PING_INTERVAL_MS = 5_000;
 
 /**
  * A trusted device: serves its stages to paired devices, coordinates requests that start here
@@ -48,7 +53,7 @@ export async function startDeviceDaemon(o: DeviceDaemonOptions, log?: Logger): P
   const model = loadModel(o.model);
   const settingsFile = join(home, 'device-settings.json');
   const settings = existsSync(settingsFile) ? JSON.parse(readFileSync(settingsFile, 'utf8')) as { name?: string } : {};
-  const state: DeviceState = { name: o.name ?? settings.name ?? hostname(), links: new Map(), cloudTests: new Map() };
+  const state: DeviceState = { name: o.name ?? settings.name ?? hostname(), cloudTests: new Map() };
   writeFileSync(settingsFile, JSON.stringify({ name: state.name }), { mode: 0o600 });
 
   const privateKey = await loadOrCreateIdentity(home);
@@ -71,15 +76,33 @@ export async function startDeviceDaemon(o: DeviceDaemonOptions, log?: Logger): P
     }, async () => { for (const s of sessions) await stages.drop(s); });
   });
 
+  const measured = await deviceMeasurement(home, model, o.memoryBytes);
+  const profile: PeerProfile = { name: state.name, model: model.name, measured: measured.measured, ...(o.optOut ? { optOut: true } : {}), ...(o.maxShare ? { maxShare: o.maxShare } : {}) };
+  log.info({ prefillMsPerLayer: measured.measured.prefillMsPerLayer, decodeMsPerLayer: measured.measured.decodeMsPerLayer, fromCache: measured.fromCache }, 'device profile');
+  // Profile and bandwidth probe for paired coordinators (the scheduler's inputs).
+  await node.handle(PROFILE_PROTOCOL, { trusted: true, maxFrameBytes: MAX_TENSOR_FRAME_BYTES, maxConcurrentChannels: 16, idleTimeoutMs: 30_000 }, async (channel) => {
+    await serveRequests(channel, async (msg) => {
+      const m = msg as { type?: string; payload?: unknown };
+      if (m.type === 'profile') return { type: 'profile', profile: { ...profile, name: state.name } };
+      if (m.type === 'probe' && m.payload instanceof Uint8Array) return { type: 'probe', bytes: m.payload.length };
+      return { type: 'error', name: 'BadRequestError', message: 'expected {type: "profile"} or {type: "probe", payload}' };
+    });
+  });
+  const directory = new PeerDirectory(node, roster, log);
+
   const controller = new DaemonController({
-    node, roster, clouds, model, stages, ops, events, state, log, h: o.h ?? 1, t: o.t ?? 1, scx: o.scx ?? {}, startedAt: Date.now(),
+    node, roster, clouds, model, stages, ops, events, state, log, directory, profile, h: o.h ?? 1, t: o.t ?? 1, scx: o.scx ?? {}, startedAt: Date.now(),
   });
 
   // Online/offline events and RTT for the devices view.
   const online = new Set<string>();
   const onConnect = (evt: CustomEvent) => {
     const id = String(evt.detail);
-    if (roster.isTrusted(id) && !online.has(id)) { online.add(id); events.publish({ type: 'device.online', at: new Date().toISOString(), peerId: id }); }
+    if (roster.isTrusted(id) && !online.has(id)) {
+      online.add(id);
+      events.publish({ type: 'device.online', at: new Date().toISOString(), peerId: id });
+      void directory.refresh(id, true).catch(() => undefined);
+    }
   };
   const onDisconnect = (evt: CustomEvent) => {
     const id = String(evt.detail);
@@ -90,24 +113,14 @@ export async function startDeviceDaemon(o: DeviceDaemonOptions, log?: Logger): P
   roster.addEventListener('change', (evt) => {
     const ch = (evt as CustomEvent<{ type: string; entry?: { peerId: string } }>).detail;
     if (ch.type === 'revoke' && ch.entry) events.publish({ type: 'device.revoked', at: new Date().toISOString(), peerId: ch.entry.peerId });
-    if (ch.type === 'add' && ch.entry) events.publish({ type: 'device.paired', at: new Date().toISOString(), peerId: ch.entry.peerId });
-  });
-  const pinger = setInterval(() => {
-    for (const id of roster.trustedPeerIds()) {
-      if (id === node.peerId.toString()) continue;
-      const conn = node.libp2p.getConnections().find((c) => c.remotePeer.toString() === id);
-      const target = conn?.remotePeer;
-      if (!target) {
-        // Reconnect to paired devices whose addresses we know: no ghost "offline" devices after a restart.
-        node.libp2p.dial(peerIdFromString(id), { signal: AbortSignal.timeout(3000) }).catch(() => undefined);
-        continue;
-      }
-      node.libp2p.services.ping.ping(target, { signal: AbortSignal.timeout(3000) })
-        .then((rtt) => state.links.set(id, { rttMs: rtt, lastSeen: new Date().toISOString() }))
-        .catch(() => undefined);
+    if (ch.type === 'add' && ch.entry) {
+      events.publish({ type: 'device.paired', at: new Date().toISOString(), peerId: ch.entry.peerId });
+      const id = ch.entry.peerId;
+      online.add(id);
+      void directory.refresh(id, true).catch(() => undefined);
     }
-  }, PING_INTERVAL_MS);
-  pinger.unref();
+  });
+  directory.start();
 
   const token = loadOrCreateApiToken(home);
   const server = await startControlServer({
@@ -124,7 +137,7 @@ export async function startDeviceDaemon(o: DeviceDaemonOptions, log?: Logger): P
     async stop() {
       if (stopped) return;
       stopped = true;
-      clearInterval(pinger);
+      directory.stop();
       events.close();
       await server.close();
       await node.stop();
