@@ -1,11 +1,13 @@
 import '../polyfill.ts';
 import { benchEngine } from './engine.ts';
+import { benchNet } from './net.ts';
 import { formatTable, type BenchSection } from './report.ts';
 
 /** `npm run bench [-- --only engine,net,...]`: every section prints a table, then one JSON document. */
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1].split(',') : null;
 const suites: Record<string, () => Promise<BenchSection[]>> = {
   engine: benchEngine,
+  net: benchNet,
 };
 
 const sections: BenchSection[] = [];
