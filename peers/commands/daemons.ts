@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { runDeviceDaemon } from '../daemon/device-daemon.ts';
 import { runCloudDaemon } from '../daemon/cloud-daemon.ts';
 import { DaemonClient } from '../client.ts';
-import { intArg } from './util.ts';
+import { floatArg, intArg } from './util.ts';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -19,8 +19,16 @@ export function registerDaemonCommands(program: Command): void {
     .option('--allow-origin <origin>', 'browser origin allowed to call the API (repeatable)', collect)
     .option('--head-layers <h>', 'layers kept on trusted devices before the cloud', intArg('head-layers', 1), 1)
     .option('--tail-layers <t>', 'layers kept on trusted devices after the cloud', intArg('tail-layers', 1), 1)
+    .option('--allow-local-fallback', 'finish requests in local mode when no cloud peer is left')
+    .option('--memory <MB>', 'memory this device offers for stages', intArg('memory', 1))
+    .option('--opt-out', 'battery saver: host no stage for other devices')
+    .option('--max-share <fraction>', "most of the model's layers this device may hold (0..1)", floatArg('max-share', 0, 1))
     .action(async (o) => {
-      await runDeviceDaemon({ home: o.home, listen: o.listen, apiPort: o.apiPort, model: o.model, name: o.name, mdns: !!o.mdns, allowedOrigins: o.allowOrigin, h: o.headLayers, t: o.tailLayers });
+      await runDeviceDaemon({
+        home: o.home, listen: o.listen, apiPort: o.apiPort, model: o.model, name: o.name, mdns: !!o.mdns, allowedOrigins: o.allowOrigin,
+        h: o.headLayers, t: o.tailLayers, allowLocalFallback: !!o.allowLocalFallback,
+        memoryBytes: o.memory ? o.memory * 1024 * 1024 : undefined, optOut: !!o.optOut, maxShare: o.maxShare,
+      });
     });
 
   const cloud = program.command('cloud').description('cloud peers: run one, or manage the ones this device uses');

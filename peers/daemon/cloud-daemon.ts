@@ -7,6 +7,7 @@ import { ScxCloud } from '../../runtime/scx/cloud.ts';
 import { Transcript } from '../../runtime/scx/transcript.ts';
 import { createHushNode, loadOrCreateIdentity, type HushNode } from '../../runtime/net/index.ts';
 import { serveRequests } from '../../runtime/net/rpc.ts';
+import { faultPoint } from './fault.ts';
 import { CLOUD_PROTOCOL, MAX_TENSOR_FRAME_BYTES, createLogger, onShutdown, removeDaemonInfo, resolveHome, writeDaemonInfo } from './common.ts';
 
 export interface CloudDaemonOptions {
@@ -46,6 +47,8 @@ export async function startCloudDaemon(o: CloudDaemonOptions, log?: Logger): Pro
     const tx = o.captureDir ? new Transcript({ model: model.name, mode: 'scx' }) : undefined;
     log!.info({ peer: remotePeer.toString() }, 'coordinator channel opened');
     await serveRequests(channel, async (msg) => {
+      const f = msg as { type?: string; layer?: number };
+      faultPoint(f.type === 'P1' || f.type === 'P2' || f.type === 'P3' ? `${f.type}@${f.layer}` : String(f.type));
       // Capture per channel: sessions of different coordinators never share a transcript.
       cloud.capture = tx;
       const reply = await cloud.handle(msg);

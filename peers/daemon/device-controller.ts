@@ -7,6 +7,7 @@ import { generateText } from '../../runtime/engine/text.ts';
 import { LocalStageHost, type StageHost, type StageServer } from '../../runtime/engine/stage-service.ts';
 import type { SubLayerOps } from '../../runtime/engine/sublayer-ops.ts';
 import { ScxCoordinator, type ScxOptions } from '../../runtime/scx/coordinator.ts';
+import { NoPlacementError, ResilientForwarder, type Attempt } from '../../runtime/scx/resilient.ts';
 import { fixedPlan, planToTrustedPath } from '../../runtime/scx/plan-exec.ts';
 import type { Plan } from '../../runtime/scheduler/types.ts';
 import {
@@ -44,6 +45,8 @@ export interface DeviceControllerInit {
   h: number;
   t: number;
   scx: ScxOptions;
+  /** When no cloud peer is left, finish in local mode instead of failing. */
+  allowLocalFallback?: boolean;
   startedAt: number;
   /** Builds the plan for a mode (the scheduler when present; a fixed plan otherwise). */
   planner?: (mode: Mode) => Promise<{ plan: Plan; view: PlanView }>;
@@ -211,11 +214,37 @@ export class DaemonController implements DeviceController {
     return this.d.roster.get(id)?.name ?? this.d.clouds.list().find((c) => c.peerId === id)?.name ?? id.slice(-8);
   }
 
-  async makePlan(mode: Mode): Promise<{ plan: Plan; view: PlanView }> {
+  /** Peers that failed recently: off every plan until their back-off ends (5 s, doubling to 5 min). */
+  private readonly bans = new Map<string, { until: number; failures: number; reason: string }>();
+
+  ban(peerId: string, reason: string): void {
+    const prev = this.bans.get(peerId);
+    const failures = (prev?.failures ?? 0) + 1;
+    const backoff = Math.min(300_000, 5_000 * 2 ** (failures - 1));
+    this.bans.set(peerId, { until: Date.now() + backoff, failures, reason });
+    this.d.log.warn({ peer: peerId, backoffMs: backoff, reason }, 'peer banned after a failure');
+  }
+
+  private banned(peerId: string): boolean {
+    const b = this.bans.get(peerId);
+    return !!b && b.until > Date.now();
+  }
+
+  /** A plan for `mode` that avoids `exclude` and banned peers; NoPlacementError names what is missing. */
+  async makePlan(mode: Mode, exclude: ReadonlySet<string> = new Set()): Promise<{ plan: Plan; view: PlanView }> {
+    const skip = (id: string | undefined) => !!id && (exclude.has(id) || this.banned(id));
     if (this.d.planner) return this.d.planner(mode);
-    const cloud = this.d.clouds.list()[0];
-    if (mode !== 'local' && !cloud) throw new UnavailableError(`mode ${mode} needs a cloud peer: add one with \`hush cloud add MULTIADDR\``);
-    const tail = (await this.onlineDevices())[0]?.peerId;
+    let cloud = undefined as ReturnType<CloudList['list']>[number] | undefined;
+    if (mode !== 'local') {
+      const all = this.d.clouds.list();
+      cloud = all.find((c) => !skip(c.peerId));
+      if (!cloud) {
+        if (all.length === 0) throw new UnavailableError(`mode ${mode} needs a cloud peer: add one with \`hush cloud add MULTIADDR\``);
+        const why = all.map((c) => `${c.name} (${this.bans.get(c.peerId ?? '')?.reason ?? 'failed in this session'})`).join(', ');
+        throw new NoPlacementError(`no cloud peer can host layers [${this.d.h}, ${this.d.model.config.numLayers - this.d.t}) in mode ${mode}: ${why}; add another with \`hush cloud add MULTIADDR\`${this.d.allowLocalFallback ? '' : ' or allow falling back to local mode'}`);
+      }
+    }
+    const tail = (await this.onlineDevices()).find((e) => !skip(e.peerId))?.peerId;
     const plan = fixedPlan({ model: this.d.model.name, numLayers: this.d.model.config.numLayers, mode, coordinator: this.self, tailDevice: tail, cloudPeer: cloud?.peerId, h: this.d.h, t: this.d.t });
     return {
       plan,
@@ -238,25 +267,40 @@ export class DaemonController implements DeviceController {
     let h = this.remoteHosts.get(deviceId);
     if (!h) {
       if (!this.d.roster.isTrusted(deviceId)) throw new UnavailableError(`device ${deviceId} is not a trusted paired device`);
-      h = remoteStageHost(this.d.node, deviceId, this.nameOf(deviceId), this.d.model.name);
+      h = remoteStageHost(this.d.node, deviceId, this.nameOf(deviceId), this.d.model.name, { rttMs: () => this.d.directory.get(deviceId)?.rttMs });
       this.remoteHosts.set(deviceId, h);
     }
     return h;
+  }
+
+  /** One placement of a request: a coordinator over the plan's trusted stages and cloud peer. */
+  private async attempt(mode: Mode, exclude: ReadonlySet<string>, onPlan: (p: Plan, m: Mode) => void): Promise<Attempt & { coordinator: ScxCoordinator }> {
+    const model = this.d.model;
+    let plan: Plan, used: Mode = mode;
+    try {
+      plan = (await this.makePlan(mode, exclude)).plan;
+    } catch (e) {
+      if (!(e instanceof NoPlacementError) || mode === 'local' || !this.d.allowLocalFallback) throw e;
+      used = 'local';
+      plan = (await this.makePlan('local', exclude)).plan;
+    }
+    onPlan(plan, used);
+    const trusted = planToTrustedPath(plan, (id) => this.hostFor(id));
+    const cloudEntry = plan.cloudPeer ? this.d.clouds.list().find((c) => c.peerId === plan.cloudPeer) : undefined;
+    const transport = cloudEntry ? cloudTransport(this.d.node, cloudEntry.multiaddr, { rttMs: () => this.d.state.cloudTests.get(cloudEntry.name)?.rttMs ?? undefined }) : undefined;
+    const coordinator = new ScxCoordinator({
+      config: model.config, weights: model.weights, modelName: model.name, mode: used, h: plan.h, t: plan.t,
+      trusted, cloud: transport, ops: this.d.ops, scx: this.d.scx, session: randomUUID(),
+    });
+    const close = coordinator.close.bind(coordinator);
+    coordinator.close = async () => { try { await close(); } finally { await transport?.close().catch(() => undefined); } };
+    return { forwarder: coordinator, coordinator, peers: [...new Set(plan.stages.map((s) => s.deviceId))] };
   }
 
   async *generate(req: GenerateRequest, signal: AbortSignal): AsyncIterable<GenerateEvent> {
     const model = this.d.model;
     if (req.model && req.model !== model.name) throw new NotFoundError(`model ${req.model} is not served here (this device serves ${model.name})`);
     const mode: Mode = req.mode ?? (this.d.clouds.list().length ? 'scx' : 'local');
-    const { plan } = await this.makePlan(mode);
-    const session = randomUUID();
-    const trusted = planToTrustedPath(plan, (id) => this.hostFor(id));
-    const cloudEntry = plan.cloudPeer ? this.d.clouds.list().find((c) => c.peerId === plan.cloudPeer) : undefined;
-    const transport = cloudEntry ? cloudTransport(this.d.node, cloudEntry.multiaddr) : undefined;
-    const fw = new ScxCoordinator({
-      config: model.config, weights: model.weights, modelName: model.name, mode, h: plan.h, t: plan.t,
-      trusted, cloud: transport, ops: this.d.ops, scx: this.d.scx, session,
-    });
     let ids: number[];
     if (req.messages) {
       const r = model.tokenizer.renderChat(req.messages);
@@ -264,10 +308,31 @@ export class DaemonController implements DeviceController {
     } else {
       ids = model.tokenizer.encode(req.prompt ?? '');
     }
+    const request = randomUUID();
+    let usedMode: Mode = mode;
+    let coordinators: ScxCoordinator[] = [];
+    const pending: GenerateEvent[] = [];
+    const fw = new ResilientForwarder(async (exclude) => {
+      const a = await this.attempt(mode, exclude, (plan, m) => {
+        usedMode = m;
+        this.d.log.info({ request, mode: m, stages: plan.stages.map((s) => `${s.role}:${s.layers.join('-')}@${s.deviceId.slice(-6)}`) }, 'placement');
+      });
+      coordinators.push(a.coordinator);
+      return a;
+    }, {
+      onFailure: (e) => {
+        this.ban(e.peerId, e.message);
+        if (e.role === 'device') this.remoteHosts.delete(e.peerId);
+      },
+      onRecovery: (r) => {
+        const event: HushEvent = { type: 'recovery', at: now(), peerId: r.failedPeer, sessionId: request, message: `${r.role} ${this.nameOf(r.failedPeer)} failed during ${r.phase}; continued on a new placement in ${r.recoveryMs.toFixed(0)} ms`, data: { ...r } };
+        this.d.events.publish(event);
+        pending.push({ type: 'event', event });
+      },
+    });
     const startedAt = now();
-    this.d.log.info({ session, mode, promptTokens: ids.length, stages: trusted.describe().map((s) => `${s.host}:${s.stage.start}-${s.stage.end}`) }, 'session start');
-    this.publish('session.start', { sessionId: session, data: { mode, promptTokens: ids.length } });
-    yield { type: 'start', mode, promptTokens: ids.length, model: model.name, sessionId: session };
+    this.publish('session.start', { sessionId: request, data: { mode, promptTokens: ids.length } });
+    yield { type: 'start', mode, promptTokens: ids.length, model: model.name, sessionId: request };
     let completion = 0;
     try {
       for await (const e of generateText(model.tokenizer, fw, {
@@ -275,24 +340,24 @@ export class DaemonController implements DeviceController {
         topP: req.topP ?? model.generation.topP, topK: req.topK ?? model.generation.topK, seed: req.seed ?? 0,
         stopIds: model.config.eosTokenIds, stop: req.stop, signal,
       })) {
-        if (e.type === 'token') { completion++; yield { type: 'token', text: e.text, id: e.id }; }
-        else {
-          this.last = {
-            mode, sessionId: session, model: model.name, startedAt,
-            crossings: fw.stats.wire.map(({ name: _n, ...w }) => w), totalBytes: fw.stats.bytesToCloud + fw.stats.bytesFromCloud,
-          };
-          yield {
-            type: 'done', finishReason: e.finishReason,
-            usage: { promptTokens: ids.length, completionTokens: e.ids.length },
-            timings: { ...e.timings, prefillMs: fw.stats.prefillMs, crossings: fw.stats.crossings, bytesToCloud: fw.stats.bytesToCloud, bytesFromCloud: fw.stats.bytesFromCloud },
-          };
-        }
+        while (pending.length) yield pending.shift()!;
+        if (e.type === 'token') { completion++; yield { type: 'token', text: e.text, id: e.id }; continue; }
+        const wire = coordinators.flatMap((c) => c.stats.wire);
+        const stats = coordinators.reduce((a, c) => ({ crossings: a.crossings + c.stats.crossings, to: a.to + c.stats.bytesToCloud, from: a.from + c.stats.bytesFromCloud }), { crossings: 0, to: 0, from: 0 });
+        this.last = { mode: usedMode, sessionId: request, model: model.name, startedAt, crossings: wire.map(({ name: _n, ...w }) => w), totalBytes: stats.to + stats.from };
+        yield {
+          type: 'done', finishReason: e.finishReason,
+          usage: { promptTokens: ids.length, completionTokens: e.ids.length },
+          timings: {
+            ...e.timings, prefillMs: coordinators[0]?.stats.prefillMs ?? 0, crossings: stats.crossings, bytesToCloud: stats.to, bytesFromCloud: stats.from,
+            recoveries: fw.recoveries.length, recoveryMs: fw.recoveries.reduce((a, r) => a + r.recoveryMs, 0),
+          },
+        };
       }
     } finally {
       await fw.close();
-      await transport?.close();
-      this.publish('session.end', { sessionId: session, data: { completionTokens: completion } });
-      this.d.log.info({ session, completionTokens: completion }, 'session end');
+      coordinators = [];
+      this.publish('session.end', { sessionId: request, data: { completionTokens: completion, mode: usedMode } });
     }
   }
 

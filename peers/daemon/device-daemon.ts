@@ -12,6 +12,7 @@ import { EventHub, loadOrCreateApiToken, startControlServer, type HushEvent } fr
 import { DaemonController, type DeviceState } from './device-controller.ts';
 import { createLogger, MAX_TENSOR_FRAME_BYTES, onShutdown, PROFILE_PROTOCOL, removeDaemonInfo, resolveHome, STAGE_PROTOCOL, writeDaemonInfo } from './common.ts';
 import { deviceMeasurement } from './profile.ts';
+import { faultPoint } from './fault.ts';
 import { PeerDirectory, type PeerProfile } from './peer-directory.ts';
 
 export interface DeviceDaemonOptions {
@@ -33,6 +34,8 @@ export interface DeviceDaemonOptions {
   optOut?: boolean;
   /** Most of the model's layers this device may hold (0..1). */
   maxShare?: number;
+  /** Finish in local mode when no cloud peer is left (otherwise such a request fails, keeping its partial text). */
+  allowLocalFallback?: boolean;
 }
 
 export interface DeviceDaemon {
@@ -70,6 +73,7 @@ export async function startDeviceDaemon(o: DeviceDaemonOptions, log?: Logger): P
     await serveRequests(channel, async (msg) => {
       const m = msg as { type?: string; session?: string };
       if (m.type === 'open' && typeof m.session === 'string') sessions.add(m.session);
+      if (m.type === 'forward') faultPoint('forward');
       const reply = await stages.handle(msg);
       if (reply.type === 'error') log!.warn({ peer: remotePeer.toString(), error: reply.name, message: reply.message }, 'stage request refused');
       return reply;
@@ -91,7 +95,7 @@ export async function startDeviceDaemon(o: DeviceDaemonOptions, log?: Logger): P
   const directory = new PeerDirectory(node, roster, log);
 
   const controller = new DaemonController({
-    node, roster, clouds, model, stages, ops, events, state, log, directory, profile, h: o.h ?? 1, t: o.t ?? 1, scx: o.scx ?? {}, startedAt: Date.now(),
+    node, roster, clouds, model, stages, ops, events, state, log, directory, profile, allowLocalFallback: o.allowLocalFallback, h: o.h ?? 1, t: o.t ?? 1, scx: o.scx ?? {}, startedAt: Date.now(),
   });
 
   // Online/offline events and RTT for the devices view.

@@ -1,5 +1,21 @@
 import type { FrameChannel } from './framing.ts';
-import { ChannelClosedError } from './errors.ts';
+import { ChannelClosedError, NetError } from './errors.ts';
+
+/** The peer stopped answering liveness probes while a request was outstanding. */
+export class PeerUnresponsiveError extends NetError {
+  override name = 'PeerUnresponsiveError';
+}
+
+/**
+ * Liveness while waiting for a reply: a long computation on the peer is fine as long as the peer
+ * answers probes (libp2p ping runs on its own stream and event loop turn), so a long prefill never
+ * raises a false alarm, while a peer that stops answering is given up on after `misses` probes.
+ */
+export interface Watchdog {
+  probe(signal: AbortSignal): Promise<unknown>;
+  intervalMs: number;
+  misses: number;
+}
 
 /**
  * Request/reply over one channel: the handler answers every frame in order until the peer closes.
@@ -25,7 +41,7 @@ export class RequestChannel {
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
 
-  constructor(private readonly open: (signal?: AbortSignal) => Promise<FrameChannel>, private readonly opts: { timeoutMs?: number; reopen?: boolean } = {}) {}
+  constructor(private readonly open: (signal?: AbortSignal) => Promise<FrameChannel>, private readonly opts: { timeoutMs?: number; reopen?: boolean; watchdog?: Watchdog } = {}) {}
 
   private async get(signal?: AbortSignal): Promise<FrameChannel> {
     if (this.closed) throw new ChannelClosedError('request channel closed');
@@ -39,7 +55,22 @@ export class RequestChannel {
   request(msg: unknown, signal?: AbortSignal): Promise<unknown> {
     const run = async () => {
       const ch = await this.get(signal);
-      return ch.request(msg, { signal, ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}) });
+      const wd = this.opts.watchdog;
+      if (!wd) return ch.request(msg, { signal, ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}) });
+      let missed = 0;
+      let probing = false;
+      const timer = setInterval(() => {
+        if (probing) return;
+        probing = true;
+        wd.probe(AbortSignal.timeout(wd.intervalMs)).then(() => { missed = 0; }, () => {
+          if (++missed >= wd.misses) ch.abort(new PeerUnresponsiveError(`peer did not answer ${missed} liveness probes ${wd.intervalMs} ms apart`));
+        }).finally(() => { probing = false; });
+      }, wd.intervalMs);
+      try {
+        return await ch.request(msg, { signal, ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}) });
+      } finally {
+        clearInterval(timer);
+      }
     };
     const p = this.tail.then(run, run);
     this.tail = p.catch(() => undefined);

@@ -14,6 +14,8 @@ export async function makeDevice(name: string, extra: Partial<HushNodeInit> = {}
     name,
     // Every test peer dials from 127.0.0.1: lift the per-host rate limit.
     connectionManager: { inboundConnectionThreshold: 1_000 },
+    // Small windows keep the backpressure test's numbers (and memory) small.
+    streamWindowBytes: 2 * 1024 * 1024,
     ...extra,
   });
 }
