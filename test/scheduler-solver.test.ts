@@ -177,10 +177,109 @@ describe('solver', () => {
       else expect(Math.abs(got - bf) / bf, `seed ${seed}: solver ${got} brute force ${bf}`).toBeLessThan(1e-9);
     }
     // The instances must exercise the interesting parts of the space, not only trivial plans.
-    console.log({ feasible, cloudPlans, multi, wraps });
     expect(feasible).toBeGreaterThan(120);
     expect(cloudPlans).toBeGreaterThan(40);
     expect(multi).toBeGreaterThan(20);
     expect(wraps).toBeGreaterThan(5);
+  });
+});
+
+function home(n: number, seed: number, mode: 'local' | 'scx' = 'local'): { state: ClusterState; manifest: ModelManifest } {
+  const r = rng(seed);
+  const manifest = randomManifest(r, 6);
+  const devices: DeviceProfile[] = Array.from({ length: n }, (_, i) => ({
+    id: `d${i}`, memoryBytes: Math.round((0.3 + r() * 1.2) * 1.6e6), prefillFlopsPerSec: (0.5 + r() * 10) * 1e9,
+    decodeFlopsPerSec: (0.2 + r() * 5) * 1e9, layerOverheadMs: r() * 0.5,
+  }));
+  const links: LinkProfile[] = [];
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) links.push({ a: `d${i}`, b: `d${j}`, rttMs: 0.5 + r() * 5, bandwidthBytesPerSec: (5 + r() * 100) * 1e6 });
+  const clouds: DeviceProfile[] = mode === 'local' ? [] : [{ id: 'g', memoryBytes: 1e10, prefillFlopsPerSec: 1e12, decodeFlopsPerSec: 1e11, layerOverheadMs: 0.05 }];
+  for (const g of clouds) for (const d of devices) links.push({ a: d.id, b: g.id, rttMs: 30, bandwidthBytesPerSec: 20e6 });
+  return { state: { coordinator: 'd0', devices, cloudPeers: clouds, links }, manifest };
+}
+
+function objectiveOrInf(state: ClusterState, manifest: ModelManifest, request: PlanRequest, opts = {}): number {
+  try { return solve(state, manifest, request, opts).predicted.objective; } catch (e) {
+    if (e instanceof InfeasiblePlanError) return Infinity;
+    throw e;
+  }
+}
+
+describe('solver guarantees', () => {
+  it('adding devices one at a time never makes the plan slower, and it never loses to the best single device', () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const mode = seed % 3 === 0 ? 'scx' : 'local';
+      const { state, manifest } = home(8, 1000 + seed, mode);
+      const request: PlanRequest = { mode, promptTokens: 32, maxNewTokens: 16 };
+      let prev = Infinity;
+      for (let k = 1; k <= 8; k++) {
+        const sub: ClusterState = { ...state, devices: state.devices.slice(0, k) };
+        const o = objectiveOrInf(sub, manifest, request);
+        expect(o, `seed ${seed}, ${k} devices`).toBeLessThanOrEqual(prev * (1 + 1e-12));
+        let bestSingle = Infinity;
+        for (const d of sub.devices) bestSingle = Math.min(bestSingle, objectiveOrInf(sub, manifest, request, { eligible: [d.id] }));
+        expect(o).toBeLessThanOrEqual(bestSingle * (1 + 1e-12));
+        prev = o;
+      }
+    }
+  });
+
+  it('honours fixed h/t, maxEdgeLayers, opt-out, share caps and memory, and says which constraint binds', () => {
+    const { state, manifest } = home(4, 7, 'scx');
+    const fixed = solve(state, manifest, { mode: 'scx', h: 2, t: 1, promptTokens: 16, maxNewTokens: 8 });
+    expect([fixed.plan.h, fixed.plan.t]).toEqual([2, 1]);
+    expect(fixed.plan.stages.find((s) => s.role === 'cloud')!.layers).toEqual([2, 5]);
+    expect(fixed.why.stages.find((s) => s.role === 'cloud')!.binding).toBe('fixed-edge');
+    const edge = solve(state, manifest, { mode: 'scx', maxEdgeLayers: 1, promptTokens: 16, maxNewTokens: 8 });
+    expect([edge.plan.h, edge.plan.t]).toEqual([1, 1]);
+
+    // A device that is fastest by far but opted out, and one capped at one layer.
+    const fast: DeviceProfile = { id: 'fast', memoryBytes: 1e9, prefillFlopsPerSec: 1e13, decodeFlopsPerSec: 1e12, layerOverheadMs: 0, optOut: true };
+    const capped: DeviceProfile = { id: 'capped', memoryBytes: 1e9, prefillFlopsPerSec: 1e12, decodeFlopsPerSec: 1e11, layerOverheadMs: 0, maxShare: 1 / 6 };
+    const s2: ClusterState = {
+      ...state, cloudPeers: [], devices: [...state.devices, fast, capped],
+      links: [...state.links, ...state.devices.flatMap((d) => [{ a: d.id, b: 'fast', rttMs: 1, bandwidthBytesPerSec: 1e8 }, { a: d.id, b: 'capped', rttMs: 1, bandwidthBytesPerSec: 1e8 }])],
+    };
+    const r = solve(s2, manifest, { mode: 'local', promptTokens: 16, maxNewTokens: 8 });
+    expect(r.plan.stages.some((s) => s.deviceId === 'fast')).toBe(false);
+    expect(r.why.excluded.find((e) => e.deviceId === 'fast')?.reason).toBe('opt-out');
+    const cappedLayers = r.plan.stages.filter((s) => s.deviceId === 'capped' && s.role === 'layers').reduce((n, s) => n + s.layers[1] - s.layers[0], 0);
+    expect(cappedLayers).toBe(1); // it is fast enough to want more, and the cap stops it
+    expect(r.why.stages.find((s) => s.deviceId === 'capped' && s.role === 'layers')!.binding).toBe('share-cap');
+    expect(validatePlan(r.plan, s2, manifest)).toEqual([]);
+    for (const w of r.why.stages) expect(w.memoryBytes).toBeLessThanOrEqual(w.memoryAvailableBytes);
+    expect(r.why.summary.join('\n')).toMatch(/predicted: first token/);
+  });
+
+  it('marks memory as the binding constraint when a fast device is full', () => {
+    const m = randomManifest(rng(3), 6);
+    const layerBytes = Math.max(...m.layers.map((l) => l.bytes));
+    // The coordinator is fast but holds about two layers; the other device is slow and large.
+    const a: DeviceProfile = { id: 'a', memoryBytes: m.embedding.bytes + 2.2 * layerBytes + 1e5, prefillFlopsPerSec: 1e12, decodeFlopsPerSec: 1e11, layerOverheadMs: 0 };
+    const b: DeviceProfile = { id: 'b', memoryBytes: 1e9, prefillFlopsPerSec: 1e9, decodeFlopsPerSec: 1e8, layerOverheadMs: 0 };
+    const state: ClusterState = { coordinator: 'a', devices: [a, b], cloudPeers: [], links: [{ a: 'a', b: 'b', rttMs: 1, bandwidthBytesPerSec: 1e9 }] };
+    const r = solve(state, m, { mode: 'local', promptTokens: 8, maxNewTokens: 8 });
+    const onA = r.why.stages.filter((s) => s.deviceId === 'a' && s.role === 'layers');
+    expect(onA.length).toBe(1);
+    expect(onA[0].binding).toBe('memory');
+  });
+
+  it('explains infeasibility', () => {
+    const { state, manifest } = home(2, 5);
+    const tiny = { ...state, devices: state.devices.map((d) => ({ ...d, memoryBytes: 1000 })) };
+    expect(() => solve(tiny, manifest, { mode: 'local' })).toThrow(InfeasiblePlanError);
+    try { solve(tiny, manifest, { mode: 'local' }); } catch (e) {
+      expect((e as InfeasiblePlanError).reasons.join(' ')).toMatch(/no-memory|needs at least/);
+    }
+    expect(() => solve(state, manifest, { mode: 'scx' })).toThrow(/needs a cloud peer/);
+  });
+
+  it('past 8 candidates runs the documented heuristic and still returns a valid plan no slower than any single device', () => {
+    const { state, manifest } = home(14, 21, 'scx');
+    const request: PlanRequest = { mode: 'scx', promptTokens: 32, maxNewTokens: 16 };
+    const r = solve(state, manifest, request);
+    expect(r.why.search.method).toBe('heuristic');
+    expect(validatePlan(r.plan, state, manifest, request)).toEqual([]);
+    for (const d of state.devices) expect(r.predicted.objective).toBeLessThanOrEqual(objectiveOrInf(state, manifest, request, { eligible: [d.id] }) * (1 + 1e-12));
   });
 });
