@@ -10,7 +10,7 @@ import { Supervisor, SupervisorError, pidAlive, readLock } from '../desktop-app/
 
 /*
  * STAND-IN DAEMON: the script below is a tiny real HTTP server that plays the device daemon's part of
- * the supervision contract (home/api-token, home/daemon.json, GET /health, GET /api/v1/identity, the fd-3 app
+ * the supervision contract (home/api-token, home/device.json, GET /health, GET /api/v1/identity, the fd-3 app
  * channel, SIGTERM handling). It is used ONLY here, to unit-test process supervision with real child
  * processes; everything else about the daemon is tested against the real one (test/app-browser.test.ts).
  */
@@ -25,7 +25,7 @@ const home = opt('--home');
 const port = Number(opt('--api-port'));
 const ignoreTerm = argv.includes('--ignore-term');
 const termDelay = Number(opt('--term-delay') ?? 0);
-const lockFile = path.join(home, 'daemon.json');
+const lockFile = path.join(home, 'device.json');
 const token = crypto.randomBytes(16).toString('hex');
 fs.mkdirSync(home, { recursive: true });
 fs.writeFileSync(path.join(home, 'api-token'), token, { mode: 0o600 });
@@ -56,7 +56,8 @@ const server = http.createServer((req, res) => {
   res.end(JSON.stringify({ peerId: 'stand-in', pid: process.pid, hello }));
 });
 server.listen(port, '127.0.0.1', () => {
-  fs.writeFileSync(lockFile, JSON.stringify({ pid: process.pid, apiPort: port, home }));
+  // The shape peers/daemon/common.ts writes.
+  fs.writeFileSync(lockFile, JSON.stringify({ role: 'device', pid: process.pid, apiUrl: 'http://127.0.0.1:' + port, healthUrl: 'http://127.0.0.1:' + port + '/health' }));
 });
 let closing = false;
 function shutdown(why) {
@@ -177,7 +178,7 @@ describe('desktop-app supervisor', () => {
 
     expect(await s.stop()).toBe(true);
     expect(pidAlive(conn.pid!)).toBe(false);
-    expect(existsSync(join(home, 'daemon.json'))).toBe(false); // it shut down cleanly (SIGTERM, not SIGKILL)
+    expect(existsSync(join(home, 'device.json'))).toBe(false); // it shut down cleanly (SIGTERM, not SIGKILL)
     expect(s.current).toBeNull();
   });
 
@@ -219,7 +220,7 @@ describe('desktop-app supervisor', () => {
     const port = await freePort();
     const dead = spawn(process.execPath, ['-e', '']);
     await new Promise((r) => dead.once('exit', r));
-    await writeFile(join(home, 'daemon.json'), JSON.stringify({ pid: dead.pid, apiPort: port, home }));
+    await writeFile(join(home, 'device.json'), JSON.stringify({ role: 'device', pid: dead.pid, apiUrl: `http://127.0.0.1:${port}` }));
     await writeFile(join(home, 'api-token'), 'stale-token', { mode: 0o600 });
     const s = supervisor(home, port);
     const conn = await s.attachOrStart();
@@ -292,7 +293,7 @@ describe('desktop-app supervisor', () => {
     expect(daemonPid).not.toBe(conn.pid); // the lock names the grandchild
     expect(await s.stop()).toBe(true);
     expect(pidAlive(daemonPid)).toBe(false);
-    expect(existsSync(join(home, 'daemon.json'))).toBe(false); // it had time to clean up
+    expect(existsSync(join(home, 'device.json'))).toBe(false); // it had time to clean up
   });
 
   it('hands startup secrets over the fd-3 app channel and reads messages back; closing it ends the daemon', async () => {
