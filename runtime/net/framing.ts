@@ -465,6 +465,8 @@ export class FrameChannel {
   /** Reset the stream at once (the peer sees a reset). */
   abort(err: Error = new ChannelResetError('channel aborted locally')): void {
     this.setFailure(err);
+    // Pending receive() calls learn why; detach() below removes the listener that would tell them.
+    this.rejectWaiters();
     this.detach();
     this.stream.abort(err);
   }
