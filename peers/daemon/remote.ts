@@ -9,8 +9,12 @@ import { CLOUD_PROTOCOL, MAX_TENSOR_FRAME_BYTES, STAGE_PROTOCOL } from './common
 
 /** Last-resort timeout of one request; liveness is the watchdog's job (a long prefill is not a failure). */
 export const REQUEST_TIMEOUT_MS = 300_000;
-/** Liveness probes: every max(250 ms, 4 x RTT); three misses in a row and the peer is given up on. */
-export const WATCHDOG_MIN_MS = 250;
+/**
+ * Liveness probes: every max(1 s, 4 x RTT); three misses in a row and the peer is given up on. A busy
+ * 2-core machine can take a few hundred ms to answer a ping, so a tighter floor raises false alarms;
+ * a killed peer is noticed at once anyway (its connection closes), only a silent partition waits.
+ */
+export const WATCHDOG_MIN_MS = 1000;
 export const WATCHDOG_MISSES = 3;
 
 export interface RemoteOptions {
