@@ -24,7 +24,9 @@ try {
   const t0 = performance.now();
   const [cloud, laptop, desktop] = await Promise.all([
     spawnDaemon('cloud', join(root, 'cloud')),
-    spawnDaemon('device', join(root, 'laptop'), ['--name', 'laptop']),
+    // The laptop is on battery saver: it may hold at most 15% of the layers, so the scheduler has to
+    // place the tail on the desktop (without a cap it keeps everything on the laptop: one hop less).
+    spawnDaemon('device', join(root, 'laptop'), ['--name', 'laptop', '--max-share', '0.15']),
     spawnDaemon('device', join(root, 'desktop'), ['--name', 'desktop']),
   ]);
   running.push(cloud, laptop, desktop);
@@ -38,9 +40,10 @@ try {
   const test = await laptop.client!.call<{ rttMs: number }>('POST', '/api/v1/clouds/gpu-cloud/test');
   console.log(`added cloud peer gpu-cloud (round trip ${test.rttMs.toFixed(1)} ms)`);
 
-  const plan = await laptop.client!.call<{ stages: { device: string; role: string; layers: string }[] }>('GET', '/api/v1/plan?mode=scx');
-  console.log(bold('\nwho runs what (scx):'));
+  const plan = await laptop.client!.call<{ stages: { device: string; role: string; layers: string }[]; predicted: { ttftMs: number; perTokenMs: number }; why: string[] }>('GET', '/api/v1/plan?mode=scx');
+  console.log(bold('\nwho runs what (scx), as the scheduler planned it (laptop capped at 15% of layers):'));
   for (const s of plan.stages) console.log(`  ${s.role.padEnd(7)} ${s.layers.padEnd(22)} ${s.device}`);
+  console.log(dim(`  predicted: first token ${plan.predicted.ttftMs.toFixed(0)} ms, then ${plan.predicted.perTokenMs.toFixed(1)} ms/token`));
 
   console.log(bold(`\nprompt: `) + JSON.stringify(PROMPT) + dim(` (greedy, ${MAX_TOKENS} tokens)`));
   let text = '';

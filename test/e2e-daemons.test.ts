@@ -37,7 +37,8 @@ async function viaApi(d: RunningDaemon, body: Record<string, unknown>): Promise<
 beforeAll(async () => {
   [cloud, laptop, desktop] = await Promise.all([
     spawnDaemon('cloud', join(root, 'cloud'), ['--capture', captureDir]),
-    spawnDaemon('device', join(root, 'laptop'), ['--name', 'laptop']),
+    // Capped at 15% of the layers, so the scheduler must put the tail on the desktop.
+    spawnDaemon('device', join(root, 'laptop'), ['--name', 'laptop', '--max-share', '0.15']),
     spawnDaemon('device', join(root, 'desktop'), ['--name', 'desktop']),
   ]);
   const inv = await laptop.client!.call<{ code: string }>('POST', '/api/v1/invites');
@@ -61,8 +62,10 @@ describe('distributed generation across processes', () => {
     await pipe.release();
   });
 
-  it('the plan spans both devices and the cloud', async () => {
-    const p = await laptop.client!.call<{ stages: { device: string; role: string }[] }>('GET', '/api/v1/plan?mode=scx');
+  it('the scheduler spans both devices and the cloud, and says why', async () => {
+    const p = await laptop.client!.call<{ stages: { device: string; role: string }[]; why: string[]; predicted: { perTokenMs: number } }>('GET', '/api/v1/plan?mode=scx');
+    expect(p.why.some((w) => /share-cap/.test(w))).toBe(true);
+    expect(p.predicted.perTokenMs).toBeGreaterThan(0);
     expect(p.stages.map((s) => s.role)).toEqual(['embed', 'layers', 'cloud', 'layers', 'head']);
     expect(p.stages[0].device).toContain('laptop');
     expect(p.stages[4].device).toBe('desktop');

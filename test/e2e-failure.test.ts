@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { spawnDaemon, type RunningDaemon } from '../peers/daemon/spawn.ts';
 import { loadModel } from '../runtime/model/index.ts';
 import { InProcessPipeline, generateTokens } from '../runtime/engine/index.ts';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { hostFingerprint, PROFILE_FILE } from '../runtime/scheduler/profile.ts';
 
 /**
  * Peers die mid-answer (SIGKILL at a chosen point, or SIGSTOP: a partition that keeps connections
@@ -13,10 +15,11 @@ import { InProcessPipeline, generateTokens } from '../runtime/engine/index.ts';
 const root = mkdtempSync(join(tmpdir(), 'hush-fail-'));
 const PROMPT = 'The LORD is my shepherd; I shall not want. He makes me lie down';
 const N = 16;
-let laptop: RunningDaemon, spare: RunningDaemon;
+let laptop: RunningDaemon, spare: RunningDaemon, slowDesk: RunningDaemon;
 const victims: Record<string, RunningDaemon> = {};
 let want: number[] = [];
-const all = () => [laptop, spare, ...Object.values(victims)].filter(Boolean);
+let model: ReturnType<typeof loadModel>;
+const all = () => [laptop, spare, slowDesk, ...Object.values(victims)].filter(Boolean);
 
 async function run(body: Record<string, unknown>) {
   const ids: number[] = [];
@@ -44,7 +47,7 @@ async function pair(d: RunningDaemon) {
 }
 
 beforeAll(async () => {
-  const model = loadModel();
+  model = loadModel();
   const pipe = await InProcessPipeline.create(model);
   for await (const t of generateTokens(pipe.forwarder(), model.tokenizer.encode(PROMPT), { maxTokens: N, temperature: 0, stopIds: model.config.eosTokenIds })) want.push(t.id);
   await pipe.release();
@@ -54,8 +57,23 @@ beforeAll(async () => {
     spawnDaemon('cloud', join(root, name), [], { timeoutMs, env: { HUSH_FAULT: fault, HUSH_FAULT_ACTION: action } }).then((d) => { victims[name] = d; });
   const deviceVictim = (name: string, fault: string) => () =>
     spawnDaemon('device', join(root, name), ['--name', name], { timeoutMs, env: { HUSH_FAULT: fault } }).then((d) => { victims[name] = d; });
+  // The laptop may hold 15% of the layers (battery saver), so the tail goes to a paired device: a
+  // fast victim while it lives, then the slow desk. The slow desk's and the spare cloud's profiles are
+  // seeded as cached measurements 20x slower than real ones, so the scheduler prefers any victim.
+  const ref = model.manifest.layers[0];
+  const seedSlowProfile = (home: string) => {
+    mkdirSync(home, { recursive: true });
+    writeFileSync(join(home, PROFILE_FILE), JSON.stringify({ version: 1, measuredAt: Date.now(), host: hostFingerprint(), measured: {
+      memoryBytes: 8e9, reference: { flopsPerToken: ref.flopsPerToken, flopsPerTokenPerContext: ref.flopsPerTokenPerContext, bytes: ref.bytes },
+      prefillTokens: 32, prefillMsPerLayer: 40, decodeContext: 64, decodeMsPerLayer: 20, label: 'seeded slow device' } }));
+  };
+  const slowHome = join(root, 'slow-desk');
+  seedSlowProfile(slowHome);
+  // The spare cloud too: the scheduler prefers each (fast) victim cloud while it lives.
+  seedSlowProfile(join(root, 'spare'));
   const starts = [
-    () => spawnDaemon('device', join(root, 'laptop'), ['--name', 'laptop'], { timeoutMs }).then((d) => { laptop = d; }),
+    () => spawnDaemon('device', join(root, 'laptop'), ['--name', 'laptop', '--max-share', '0.15'], { timeoutMs }).then((d) => { laptop = d; }),
+    () => spawnDaemon('device', slowHome, ['--name', 'slow-desk'], { timeoutMs }).then((d) => { slowDesk = d; }),
     () => spawnDaemon('cloud', join(root, 'spare'), [], { timeoutMs }).then((d) => { spare = d; }),
     deviceVictim('desk-prefill', 'forward:1'),
     deviceVictim('desk-decode', 'forward:6'),
@@ -66,6 +84,7 @@ beforeAll(async () => {
     cloudVictim('cloud-only', 'decode:4'),
   ];
   for (let i = 0; i < starts.length; i += 3) await Promise.all(starts.slice(i, i + 3).map((f) => f()));
+  await pair(slowDesk);
 }, 600_000);
 
 afterAll(async () => {

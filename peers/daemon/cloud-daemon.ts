@@ -8,6 +8,7 @@ import { Transcript } from '../../runtime/scx/transcript.ts';
 import { createHushNode, loadOrCreateIdentity, type HushNode } from '../../runtime/net/index.ts';
 import { serveRequests } from '../../runtime/net/rpc.ts';
 import { faultPoint } from './fault.ts';
+import { deviceMeasurement } from './profile.ts';
 import { CLOUD_PROTOCOL, MAX_TENSOR_FRAME_BYTES, createLogger, onShutdown, removeDaemonInfo, resolveHome, writeDaemonInfo } from './common.ts';
 
 export interface CloudDaemonOptions {
@@ -38,6 +39,7 @@ export async function startCloudDaemon(o: CloudDaemonOptions, log?: Logger): Pro
   log ??= createLogger(home, 'cloud');
   const model = loadModel(o.model, { tokenizer: false });
   const cloud = new ScxCloud(model, { maxSessions: o.maxSessions });
+  const measured = (await deviceMeasurement(home, model)).measured;
   const privateKey = await loadOrCreateIdentity(home);
   const node = await createHushNode({ privateKey, role: 'cloud', listen: o.listen ?? ['/ip4/127.0.0.1/tcp/0'] });
   if (o.captureDir) mkdirSync(o.captureDir, { recursive: true });
@@ -47,7 +49,10 @@ export async function startCloudDaemon(o: CloudDaemonOptions, log?: Logger): Pro
     const tx = o.captureDir ? new Transcript({ model: model.name, mode: 'scx' }) : undefined;
     log!.info({ peer: remotePeer.toString() }, 'coordinator channel opened');
     await serveRequests(channel, async (msg) => {
-      const f = msg as { type?: string; layer?: number };
+      const f = msg as { type?: string; layer?: number; payload?: unknown };
+      // Scheduling inputs a coordinator may ask for: this peer's measured speed, and a bandwidth probe.
+      if (f.type === 'profile') return { type: 'profile', profile: { name: 'cloud', model: model.name, measured, sessions: cloud.sessionCount } };
+      if (f.type === 'probe') return f.payload instanceof Uint8Array && f.payload.length <= 4 << 20 ? { type: 'probe', bytes: f.payload.length } : { type: 'error', name: 'ScxShapeError', message: 'probe needs a payload of at most 4 MiB' };
       faultPoint(f.type === 'P1' || f.type === 'P2' || f.type === 'P3' ? `${f.type}@${f.layer}` : String(f.type));
       // Capture per channel: sessions of different coordinators never share a transcript.
       cloud.capture = tx;

@@ -8,7 +8,10 @@ import { LocalStageHost, type StageHost, type StageServer } from '../../runtime/
 import type { SubLayerOps } from '../../runtime/engine/sublayer-ops.ts';
 import { ScxCoordinator, type ScxOptions } from '../../runtime/scx/coordinator.ts';
 import { NoPlacementError, ResilientForwarder, type Attempt } from '../../runtime/scx/resilient.ts';
-import { fixedPlan, planToTrustedPath } from '../../runtime/scx/plan-exec.ts';
+import { planToTrustedPath } from '../../runtime/scx/plan-exec.ts';
+import { InfeasiblePlanError } from '../../runtime/scheduler/errors.ts';
+import type { PlanResult } from '../../runtime/scheduler/types.ts';
+import { clusterState, planView, schedule, type Candidate } from './scheduler-bridge.ts';
 import type { Plan } from '../../runtime/scheduler/types.ts';
 import {
   fingerprint, InviteExpiredError, InviteInvalidError, InviteUsedError, PeerRefusedError,
@@ -48,8 +51,8 @@ export interface DeviceControllerInit {
   /** When no cloud peer is left, finish in local mode instead of failing. */
   allowLocalFallback?: boolean;
   startedAt: number;
-  /** Builds the plan for a mode (the scheduler when present; a fixed plan otherwise). */
-  planner?: (mode: Mode) => Promise<{ plan: Plan; view: PlanView }>;
+  /** Overrides the scheduler (tests of plan execution). */
+  planner?: (mode: Mode) => Promise<{ plan: Plan; view: PlanView; result: PlanResult }>;
 }
 
 const now = () => new Date().toISOString();
@@ -231,31 +234,45 @@ export class DaemonController implements DeviceController {
   }
 
   /** A plan for `mode` that avoids `exclude` and banned peers; NoPlacementError names what is missing. */
-  async makePlan(mode: Mode, exclude: ReadonlySet<string> = new Set()): Promise<{ plan: Plan; view: PlanView }> {
-    const skip = (id: string | undefined) => !!id && (exclude.has(id) || this.banned(id));
+  async makePlan(mode: Mode, exclude: ReadonlySet<string> = new Set()): Promise<{ plan: Plan; view: PlanView; result: PlanResult }> {
     if (this.d.planner) return this.d.planner(mode);
-    let cloud = undefined as ReturnType<CloudList['list']>[number] | undefined;
+    const skip = (id: string | undefined) => !!id && (exclude.has(id) || this.banned(id));
+    const L = this.d.model.config.numLayers;
+    const clouds: Candidate[] = [];
     if (mode !== 'local') {
       const all = this.d.clouds.list();
-      cloud = all.find((c) => !skip(c.peerId));
-      if (!cloud) {
-        if (all.length === 0) throw new UnavailableError(`mode ${mode} needs a cloud peer: add one with \`hush cloud add MULTIADDR\``);
-        const why = all.map((c) => `${c.name} (${this.bans.get(c.peerId ?? '')?.reason ?? 'failed in this session'})`).join(', ');
-        throw new NoPlacementError(`no cloud peer can host layers [${this.d.h}, ${this.d.model.config.numLayers - this.d.t}) in mode ${mode}: ${why}; add another with \`hush cloud add MULTIADDR\`${this.d.allowLocalFallback ? '' : ' or allow falling back to local mode'}`);
+      if (all.length === 0) throw new UnavailableError(`mode ${mode} needs a cloud peer: add one with \`hush cloud add MULTIADDR\``);
+      const problems: string[] = [];
+      for (const c of all) {
+        if (!c.peerId) continue;
+        if (skip(c.peerId)) { problems.push(`${c.name} (${this.bans.get(c.peerId)?.reason ?? 'failed in this request'})`); continue; }
+        try {
+          const info = await this.d.directory.refreshCloud(c.peerId, c.multiaddr);
+          if (info?.profile?.model !== this.d.model.name) { problems.push(`${c.name} (serves ${info?.profile?.model ?? 'no model'})`); continue; }
+          clouds.push({ id: c.peerId, name: c.name, measured: info.profile.measured, rttMs: info.rttMs ?? 0, bandwidthBytesPerSec: info.bandwidthBytesPerSec ?? 0 });
+        } catch (e) {
+          problems.push(`${c.name} (unreachable: ${(e as Error).message})`);
+        }
+      }
+      if (clouds.length === 0) {
+        throw new NoPlacementError(`no cloud peer can host layers [${this.d.h}, ${L - this.d.t}) in mode ${mode}: ${problems.join(', ')}; add another with \`hush cloud add MULTIADDR\`${this.d.allowLocalFallback ? '' : ' or allow falling back to local mode'}`);
       }
     }
-    const tail = (await this.onlineDevices()).find((e) => !skip(e.peerId))?.peerId;
-    const plan = fixedPlan({ model: this.d.model.name, numLayers: this.d.model.config.numLayers, mode, coordinator: this.self, tailDevice: tail, cloudPeer: cloud?.peerId, h: this.d.h, t: this.d.t });
-    return {
-      plan,
-      view: {
-        mode,
-        stages: plan.stages.map((s) => ({ device: this.nameOf(s.deviceId), role: s.role, layers: s.role === 'embed' ? 'embedding' : s.role === 'head' ? 'final norm + LM head' : `[${s.layers[0]}, ${s.layers[1]})` })),
-        predicted: { ttftMs: 0, perTokenMs: 0 },
-        why: ['fixed plan: embedding and head layers on this device, tail layers and LM head on the first online paired device, middle layers on the first cloud peer'],
-        details: plan,
-      },
-    };
+    const devices: Candidate[] = [];
+    for (const e of await this.onlineDevices()) {
+      if (skip(e.peerId)) continue;
+      const info = this.d.directory.get(e.peerId)!;
+      devices.push({ id: e.peerId, name: e.name, measured: info.profile!.measured, rttMs: info.rttMs ?? 0, bandwidthBytesPerSec: info.bandwidthBytesPerSec ?? 0, optOut: info.profile!.optOut, maxShare: info.profile!.maxShare });
+    }
+    const self: Candidate = { id: this.self, name: this.d.state.name, measured: this.d.profile.measured, rttMs: 0, bandwidthBytesPerSec: 0, optOut: this.d.profile.optOut, maxShare: this.d.profile.maxShare };
+    let result: PlanResult;
+    try {
+      result = schedule(clusterState(self, devices, clouds), this.d.model.manifest, mode, this.d.h, this.d.t, exclude);
+    } catch (e) {
+      if (e instanceof InfeasiblePlanError) throw new NoPlacementError(`no placement for mode ${mode}: ${e.message}`);
+      throw e;
+    }
+    return { plan: result.plan, result, view: planView(result, (id) => this.nameOf(id)) };
   }
 
   async plan(mode: Mode): Promise<PlanView> {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { HushNode, Roster } from '../../runtime/net/index.ts';
 import type { Measured } from '../../runtime/scheduler/types.ts';
-import { MAX_TENSOR_FRAME_BYTES, PROFILE_PROTOCOL } from './common.ts';
+import { CLOUD_PROTOCOL, MAX_TENSOR_FRAME_BYTES, PROFILE_PROTOCOL } from './common.ts';
 
 /** What a device daemon answers on the profile protocol. */
 export interface PeerProfile {
@@ -68,6 +68,28 @@ export class PeerDirectory {
     } finally {
       this.running = false;
     }
+  }
+
+  /** A cloud peer's profile, RTT and bandwidth over the cloud protocol (the only one it serves). */
+  async refreshCloud(peerId: string, addr: string, force = false): Promise<PeerInfo | undefined> {
+    const info = this.peers.get(peerId) ?? {};
+    if (!force && info.profileAt && Date.now() - info.profileAt < PROFILE_TTL_MS) return info;
+    const ch = await this.node.openChannel(addr, CLOUD_PROTOCOL, { timeoutMs: 5000, maxFrameBytes: MAX_TENSOR_FRAME_BYTES });
+    try {
+      info.rttMs = await this.node.libp2p.services.ping.ping(peerIdFromString(peerId), { signal: AbortSignal.timeout(3000) });
+      const r = await ch.request({ type: 'profile' }, { timeoutMs: 5000 }) as { type: string; profile?: PeerProfile };
+      if (r.type !== 'profile' || !r.profile) throw new Error('the cloud peer sent no profile');
+      info.profile = r.profile;
+      const t = performance.now();
+      await ch.request({ type: 'probe', payload: new Uint8Array(PROBE_BYTES) }, { timeoutMs: 5000 });
+      info.bandwidthBytesPerSec = PROBE_BYTES / (Math.max(0.05, performance.now() - t - info.rttMs) / 1000);
+      info.profileAt = Date.now();
+      info.lastSeen = new Date().toISOString();
+    } finally {
+      await ch.close();
+    }
+    this.peers.set(peerId, info);
+    return info;
   }
 
   /** Ping, and fetch the profile and a bandwidth probe when stale. */

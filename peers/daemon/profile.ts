@@ -9,7 +9,7 @@ const PREFILL_TOKENS = 32, DECODE_CONTEXT = 64, REPS = 5;
 export const PROFILE_MAX_AGE_MS = 24 * 3600_000;
 
 /** Time one decoder layer of the served model: prefill of 32 tokens and a decode step at context 64. */
-export async function measureDevice(model: LoadedModel, memoryBytes?: number): Promise<Measured> {
+export async function measureDevice(model: Pick<LoadedModel, 'config' | 'weights' | 'manifest' | 'name'>, memoryBytes?: number): Promise<Measured> {
   const c = model.config;
   const layer = await StageRunner.create(c, model.weights, { embed: false, start: 0, end: 1, head: false });
   const hidden = (n: number) => Float32Array.from({ length: n * c.hiddenSize }, (_, i) => Math.sin(i * 0.37));
@@ -36,6 +36,6 @@ export async function measureDevice(model: LoadedModel, memoryBytes?: number): P
   };
 }
 
-export function deviceMeasurement(home: string, model: LoadedModel, memoryBytes?: number): Promise<CachedProfile> {
+export function deviceMeasurement(home: string, model: Pick<LoadedModel, 'config' | 'weights' | 'manifest' | 'name'>, memoryBytes?: number): Promise<CachedProfile> {
   return loadOrMeasureProfile(home, () => measureDevice(model, memoryBytes), PROFILE_MAX_AGE_MS);
 }

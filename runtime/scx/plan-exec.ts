@@ -51,33 +51,3 @@ export function planToTrustedPath(plan: Plan, hostFor: (deviceId: string) => Sta
   const place = (p: Part): PlacedStage => ({ stage: p.spec, host: hostFor(p.deviceId) });
   return new StageChainPath(head.map(place), tail.map(place));
 }
-
-/** A plan without a scheduler: embedding + head layers on one device, tail on another, middle on the cloud. */
-export function fixedPlan(opts: { model: string; numLayers: number; mode: Plan['mode']; coordinator: string; tailDevice?: string; cloudPeer?: string; h?: number; t?: number }): Plan {
-  const L = opts.numLayers;
-  const tailDev = opts.tailDevice ?? opts.coordinator;
-  if (opts.mode === 'local') {
-    return {
-      version: 1, model: opts.model, numLayers: L, mode: 'local', h: L, t: 0, coordinator: opts.coordinator, cloudPeer: null,
-      request: { mode: 'local' },
-      stages: [
-        { deviceId: opts.coordinator, role: 'embed', layers: [0, 0] },
-        { deviceId: opts.coordinator, role: 'layers', layers: [0, L] },
-        { deviceId: opts.coordinator, role: 'head', layers: [L, L] },
-      ],
-    };
-  }
-  const h = opts.h ?? 1, t = opts.t ?? 1;
-  if (!opts.cloudPeer) throw new Error(`mode ${opts.mode} needs a cloud peer`);
-  return {
-    version: 1, model: opts.model, numLayers: L, mode: opts.mode, h, t, coordinator: opts.coordinator, cloudPeer: opts.cloudPeer,
-    request: { mode: opts.mode, h, t },
-    stages: [
-      { deviceId: opts.coordinator, role: 'embed', layers: [0, 0] },
-      { deviceId: opts.coordinator, role: 'layers', layers: [0, h] },
-      { deviceId: opts.cloudPeer, role: 'cloud', layers: [h, L - t] },
-      { deviceId: tailDev, role: 'layers', layers: [L - t, L] },
-      { deviceId: tailDev, role: 'head', layers: [L, L] },
-    ],
-  };
-}
