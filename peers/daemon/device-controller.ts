@@ -11,7 +11,7 @@ import { NoPlacementError, ResilientForwarder, type Attempt } from '../../runtim
 import { planToTrustedPath } from '../../runtime/scx/plan-exec.ts';
 import { InfeasiblePlanError } from '../../runtime/scheduler/errors.ts';
 import type { PlanResult } from '../../runtime/scheduler/types.ts';
-import { clusterState, planView, schedule, type Candidate } from './scheduler-bridge.ts';
+import { clusterState, placementKey, planView, schedule, type Candidate } from './scheduler-bridge.ts';
 import type { Plan } from '../../runtime/scheduler/types.ts';
 import {
   fingerprint, InviteExpiredError, InviteInvalidError, InviteUsedError, PeerRefusedError,
@@ -266,14 +266,22 @@ export class DaemonController implements DeviceController {
     }
     const self: Candidate = { id: this.self, name: this.d.state.name, measured: this.d.profile.measured, rttMs: 0, bandwidthBytesPerSec: 0, optOut: this.d.profile.optOut, maxShare: this.d.profile.maxShare };
     let result: PlanResult;
+    const previous = this.lastPlans.get(mode);
     try {
-      result = schedule(clusterState(self, devices, clouds), this.d.model.manifest, mode, this.d.h, this.d.t, exclude);
+      result = schedule(clusterState(self, devices, clouds), this.d.model.manifest, mode, this.d.h, this.d.t, exclude, previous);
     } catch (e) {
       if (e instanceof InfeasiblePlanError) throw new NoPlacementError(`no placement for mode ${mode}: ${e.message}`);
       throw e;
     }
+    if (previous && placementKey(previous) !== placementKey(result)) {
+      this.publish('plan.changed', { message: `${mode} plan changed`, data: { mode, stages: result.plan.stages, perTokenMs: result.predicted.perTokenMs } });
+    }
+    this.lastPlans.set(mode, result);
     return { plan: result.plan, result, view: planView(result, (id) => this.nameOf(id)) };
   }
+
+  /** The last plan per mode: re-plans start from it and prefer not to move stages. */
+  private readonly lastPlans = new Map<Mode, PlanResult>();
 
   async plan(mode: Mode): Promise<PlanView> {
     return (await this.makePlan(mode)).view;

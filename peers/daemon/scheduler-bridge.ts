@@ -43,11 +43,25 @@ export function clusterState(self: Candidate, devices: Candidate[], clouds: Cand
   return { coordinator: self.id, devices: [prof(self, false), ...devices.map((d) => prof(d, false))], cloudPeers: clouds.map((c) => prof(c, true)), links };
 }
 
-export function schedule(state: ClusterState, manifest: ModelManifest, mode: PlanMode, h: number | undefined, t: number | undefined, exclude: ReadonlySet<string>): PlanResult {
+/**
+ * Moving a stage to another device means that device builds its sessions from its copy of the
+ * weights (~1 ms per MB measured here): a small penalty, so that a re-plan after a join, a leave or
+ * drifting measurements keeps the current placement unless another one is clearly faster.
+ */
+export const MOVE_PENALTY_MS_PER_BYTE = 1e-6;
+
+export function schedule(state: ClusterState, manifest: ModelManifest, mode: PlanMode, h: number | undefined, t: number | undefined,
+  exclude: ReadonlySet<string>, previous?: PlanResult): PlanResult {
   return solve(state, manifest, { mode, ...(mode === 'local' ? {} : { h, t }) }, {
     eligible: state.devices.map((d) => d.id).filter((id) => id === state.coordinator || !exclude.has(id)),
     cloudPeers: state.cloudPeers.map((c) => c.id).filter((id) => !exclude.has(id)),
+    ...(previous ? { previous: previous.plan, movePenaltyMsPerByte: MOVE_PENALTY_MS_PER_BYTE } : {}),
   });
+}
+
+/** Stages as one comparable string: who runs which layers. */
+export function placementKey(r: PlanResult): string {
+  return r.plan.stages.map((s) => `${s.role}:${s.layers.join('-')}@${s.deviceId}`).join(' ');
 }
 
 /** The plan as the app and `hush plan` show it. */
