@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { runDeviceDaemon } from '../daemon/device-daemon.ts';
-import { runCloudDaemon } from '../daemon/cloud-daemon.ts';
 import { DaemonClient } from '../client.ts';
 import { floatArg, intArg } from './util.ts';
 
@@ -24,6 +22,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--opt-out', 'battery saver: host no stage for other devices')
     .option('--max-share <fraction>', "most of the model's layers this device may hold (0..1)", floatArg('max-share', 0, 1))
     .action(async (o) => {
+      const { runDeviceDaemon } = await import('../daemon/device-daemon.ts');
       await runDeviceDaemon({
         home: o.home, listen: o.listen, apiPort: o.apiPort, model: o.model, name: o.name, mdns: !!o.mdns, allowedOrigins: o.allowOrigin,
         h: o.headLayers, t: o.tailLayers, allowLocalFallback: !!o.allowLocalFallback,
@@ -40,6 +39,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--health-port <n>', 'loopback port of the health endpoint (0 = any)', intArg('health-port', 0, 65535), 0)
     .option('--capture <dir>', 'write what this peer saw in each session to DIR/<session>.hushtx')
     .action(async (o) => {
+      const { runCloudDaemon } = await import('../daemon/cloud-daemon.ts');
       await runCloudDaemon({ home: o.home, listen: o.listen, model: o.model, healthPort: o.healthPort, captureDir: o.capture });
     });
   cloud.command('add <multiaddr>')

@@ -1,8 +1,4 @@
 import type { Command } from 'commander';
-import { loadModel } from '../../runtime/model/index.ts';
-import { InProcessPipeline, generateText } from '../../runtime/engine/index.ts';
-import { InProcessRuntime } from '../../runtime/scx/in-process.ts';
-import { Transcript } from '../../runtime/scx/transcript.ts';
 import { floatArg, idsArg, intArg } from './util.ts';
 import { DaemonClient } from '../client.ts';
 
@@ -51,6 +47,11 @@ export function registerGenerateCommands(program: Command): void {
       if (o.via) return generateVia(o, cmd.getOptionValueSource('mode') === 'default' ? undefined : o.mode);
       if (!['none', 'shared', 'rows'].includes(o.noise)) throw new Error('--noise must be none, shared or rows');
       const decoys = o.decoys === 'N' ? 'N' : intArg('decoys', 0, 4096)(o.decoys);
+      // Loaded here, not at the top: `hush --help` and daemon-client commands stay fast.
+      const { loadModel } = await import('../../runtime/model/index.ts');
+      const { generateText } = await import('../../runtime/engine/index.ts');
+      const { InProcessRuntime } = await import('../../runtime/scx/in-process.ts');
+      const { Transcript } = await import('../../runtime/scx/transcript.ts');
       const model = loadModel(o.model);
       const transcript = o.transcript ? new Transcript({ model: model.name, mode: o.mode, meta: { h: o.headLayers, t: o.tailLayers, numLayers: model.config.numLayers, noise: o.noise, noiseScale: o.noiseScale, decoys } }) : undefined;
       const rt = new InProcessRuntime(model, { capture: transcript });
@@ -89,6 +90,8 @@ export function registerGenerateCommands(program: Command): void {
     .option('--json', 'print JSON: ids and all logits')
     .action(async (o) => {
       if (!o.ids === !o.prompt) throw new Error('give exactly one of --ids or --prompt');
+      const { loadModel } = await import('../../runtime/model/index.ts');
+      const { InProcessPipeline } = await import('../../runtime/engine/index.ts');
       const model = loadModel(o.model);
       const ids: number[] = o.ids ?? model.tokenizer.encode(o.prompt);
       const pipe = await InProcessPipeline.create(model);

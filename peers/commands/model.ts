@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { writeTinyModel } from '../../runtime/model/tiny.ts';
-import { loadModel } from '../../runtime/model/index.ts';
 import { intArg } from './util.ts';
 
 export function registerModelCommands(program: Command): void {
@@ -19,7 +17,9 @@ export function registerModelCommands(program: Command): void {
     .option('--tie', 'tie the LM head to the embedding')
     .option('--no-tie', 'separate lm_head.weight')
     .option('--dtype <dtype>', 'f32, f16 or bf16', 'f32')
-    .action((o) => {
+    .action(async (o) => {
+      const { writeTinyModel } = await import('../../runtime/model/tiny.ts');
+      const { loadModel } = await import('../../runtime/model/index.ts');
       if (!['llama', 'qwen2'].includes(o.arch)) throw new Error(`--arch must be llama or qwen2`);
       if (!['f32', 'f16', 'bf16'].includes(o.dtype)) throw new Error(`--dtype must be f32, f16 or bf16`);
       writeTinyModel(o.out, {
@@ -34,7 +34,8 @@ export function registerModelCommands(program: Command): void {
     .description('show a model directory: architecture, sizes, manifest')
     .option('--model <dir>', 'model directory (default: the embedded debprose-7m)')
     .option('--json', 'print JSON')
-    .action((o) => {
+    .action(async (o) => {
+      const { loadModel } = await import('../../runtime/model/index.ts');
       const m = loadModel(o.model);
       if (o.json) { console.log(JSON.stringify({ config: m.config, manifest: m.manifest }, null, 2)); return; }
       console.log(`${m.name}: ${m.config.arch}, ${m.config.numLayers} layers, d=${m.config.hiddenSize}, heads ${m.config.numHeads}/${m.config.numKvHeads} (hd ${m.config.headDim}), ffn ${m.config.intermediateSize}, vocab ${m.config.vocabSize}, tied ${m.config.tieWordEmbeddings}`);
