@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readDaemonInfo, resolveHome } from './daemon/common.ts';
+import { resolve } from 'node:path';
+import { defaultHome, readDaemonInfo } from './daemon/common.ts';
 
 export class DaemonNotRunningError extends Error {
   override name = 'DaemonNotRunningError';
@@ -11,7 +12,7 @@ export class DaemonClient {
   constructor(readonly apiUrl: string, private readonly token: string) {}
 
   static forHome(home?: string): DaemonClient {
-    const dir = resolveHome(home);
+    const dir = resolve(home ?? defaultHome());
     const info = readDaemonInfo(dir, 'device');
     if (!info?.apiUrl) throw new DaemonNotRunningError(`no device daemon is running for ${dir}: start one with \`hush device start --home ${dir}\``);
     return new DaemonClient(info.apiUrl, readFileSync(join(dir, 'api-token'), 'utf8').trim());
