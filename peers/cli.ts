@@ -4,6 +4,7 @@ import { registerGenerateCommands } from './commands/generate.ts';
 import { registerModelCommands } from './commands/model.ts';
 import { registerDaemonCommands } from './commands/daemons.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
+import { registerAppCommands } from './commands/app.ts';
 import { fail } from './commands/util.ts';
 
 const program = new Command();
@@ -12,5 +13,6 @@ registerGenerateCommands(program);
 registerModelCommands(program);
 registerDaemonCommands(program);
 registerDeviceCommands(program);
+registerAppCommands(program);
 
 program.parseAsync(process.argv).catch(fail);

@@ -223,6 +223,57 @@ describe('control server: routes', () => {
     expect(await jsonOf(await api('/api/v1/sessions/last'))).toEqual({ session: null });
   });
 
+  it('keys: rotate, export and import reach the controller with the passphrase; its errors keep their name and status', async () => {
+    const before = await jsonOf(await api('/api/v1/identity'));
+    const exported = await api('/api/v1/keys/export', { method: 'POST', body: json({ passphrase: 'correct horse' }) });
+    expect(exported.status).toBe(200);
+    const file = await jsonOf(exported);
+    expect(file.fileName).toBe(`hush-identity-${before.fingerprint}.hushkey`);
+    expect(typeof file.backup).toBe('string');
+
+    // No body, an empty body or {} all rotate (like the other "no body" routes).
+    const rotated = await api('/api/v1/keys/rotate', { method: 'POST' });
+    expect(rotated.status).toBe(200);
+    const { identity: after, message } = await jsonOf(rotated);
+    expect(message).toMatch(/Paired devices know it only by its old PeerId.*pair anew with a fresh invite code/);
+    expect(after.peerId).not.toBe(before.peerId);
+    expect(after.fingerprint).not.toBe(before.fingerprint);
+    expect(after.name).toBe(before.name);
+    expect((await api('/api/v1/keys/rotate', { method: 'POST', body: '{}' })).status).toBe(200);
+
+    const wrong = await api('/api/v1/keys/import', { method: 'POST', body: json({ backup: file.backup, passphrase: 'the wrong horse' }) });
+    expect(wrong.status).toBe(400);
+    expect((await jsonOf(wrong)).error).toEqual({ name: 'BackupPassphraseError', message: 'the passphrase does not open this backup' });
+    const junk = await api('/api/v1/keys/import', { method: 'POST', body: json({ backup: 'not json', passphrase: 'correct horse' }) });
+    expect(junk.status).toBe(400);
+    expect((await jsonOf(junk)).error.name).toBe('BackupCorruptError');
+
+    const imported = await api('/api/v1/keys/import', { method: 'POST', body: json({ backup: file.backup, passphrase: 'correct horse' }) });
+    expect(imported.status).toBe(200);
+    const restored = await jsonOf(imported);
+    expect(restored.identity).toEqual(before);
+    expect(restored.message).toMatch(/identity, roster and cloud peers from the backup/);
+    expect(await jsonOf(await api('/api/v1/identity'))).toEqual(before);
+    expect(ctl.passphrases).toEqual(['correct horse', 'the wrong horse', 'correct horse', 'correct horse']);
+  });
+
+  it('keys: a backup of the largest allowed size fits the import route, one character more is refused by name', async () => {
+    // 64 Ki characters of JSON-escaped text (quotes double in the request body) still reach validation.
+    const max = '"'.repeat(64 * 1024);
+    const atMax = await api('/api/v1/keys/import', { method: 'POST', body: json({ backup: max, passphrase: 'correct horse' }) });
+    expect(atMax.status).toBe(400);
+    expect((await jsonOf(atMax)).error.name).toBe('BackupCorruptError'); // reached the controller
+    ctl.calls.length = 0;
+    const over = await api('/api/v1/keys/import', { method: 'POST', body: json({ backup: max + 'x', passphrase: 'correct horse' }) });
+    expect(over.status).toBe(400);
+    const err = (await jsonOf(over)).error;
+    expect(err.name).toBe('ValidationError');
+    expect(err.message).toMatch(/backup: backup must be at most 65536 characters/);
+    const huge = await api('/api/v1/keys/import', { method: 'POST', body: json({ backup: 'x'.repeat(200 * 1024), passphrase: 'correct horse' }) });
+    expect(huge.status).toBe(413);
+    expect(ctl.calls).toEqual([]);
+  });
+
   it('answers unknown routes with a JSON 404', async () => {
     const res = await api('/api/v1/nope');
     expect(res.status).toBe(404);
@@ -251,6 +302,14 @@ describe('control server: validation', () => {
     ['POST', '/api/v1/generate', 'maxTokens 0', { prompt: 'a', maxTokens: 0 }, /maxTokens/],
     ['POST', '/api/v1/generate', 'bad mode', { prompt: 'a', mode: 'cloud' }, /mode/],
     ['POST', '/api/v1/generate', 'bad role', { messages: [{ role: 'tool', content: 'x' }] }, /messages\.0\.role/],
+    ['POST', '/api/v1/keys/rotate', 'a body on rotate', { force: true }, /Unrecognized key/],
+    ['POST', '/api/v1/keys/export', 'no passphrase', {}, /passphrase/],
+    ['POST', '/api/v1/keys/export', 'short passphrase', { passphrase: 'hunter2' }, /passphrase: passphrase must have at least 8 characters/],
+    ['POST', '/api/v1/keys/export', 'long passphrase', { passphrase: 'p'.repeat(1025) }, /at most 1024 characters/],
+    ['POST', '/api/v1/keys/export', 'unknown field', { passphrase: 'correct horse', kdf: 'md5' }, /Unrecognized key.*kdf/],
+    ['POST', '/api/v1/keys/import', 'no backup', { passphrase: 'correct horse' }, /backup/],
+    ['POST', '/api/v1/keys/import', 'empty backup', { backup: '', passphrase: 'correct horse' }, /backup must not be empty/],
+    ['POST', '/api/v1/keys/import', 'short passphrase', { backup: '{}', passphrase: 'hunter2' }, /at least 8/],
     ['POST', '/api/v1/generate', 'too many stops', { prompt: 'a', stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }, /at most 16 stop strings/],
   ];
   for (const [method, path, what, body, message] of cases) {
@@ -260,6 +319,8 @@ describe('control server: validation', () => {
       const err = (await jsonOf(res)).error;
       expect(err.name).toBe('ValidationError');
       expect(err.message).toMatch(message);
+      // A refused passphrase is named, never echoed.
+      if (body && typeof body === 'object' && 'passphrase' in body) expect(JSON.stringify(err)).not.toContain((body as { passphrase: string }).passphrase);
       expect(ctl.calls.filter((c) => c !== 'identity')).toEqual([]);
     });
   }

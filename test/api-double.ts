@@ -193,6 +193,38 @@ export class ScriptedController implements DeviceController {
     this.calls.push('events');
     return this.hub.subscribe(signal);
   }
+
+  /** Passphrases the key routes received, so tests can check what reached the controller. */
+  readonly passphrases: string[] = [];
+  private rotations = 0;
+  async rotateIdentity(): Promise<Identity> {
+    this.calls.push('rotateIdentity');
+    this.rotations++;
+    this.self = { ...this.self, peerId: `12D3KooWROT${this.rotations}`.padEnd(52, '0'), fingerprint: `ROT${this.rotations}-0000` };
+    this.publish('identity.changed', { peerId: this.self.peerId });
+    return { ...this.self };
+  }
+  /** Not encryption: a marked copy of the identity, enough to test the routes' shapes and errors. */
+  async exportBackup(passphrase: string): Promise<{ backup: string; fileName: string }> {
+    this.calls.push('exportBackup');
+    this.passphrases.push(passphrase);
+    return { backup: JSON.stringify({ double: true, passphrase: passphrase.length, self: this.self }), fileName: `hush-identity-${this.self.fingerprint}.hushkey` };
+  }
+  async importBackup(backup: string, passphrase: string): Promise<Identity> {
+    this.calls.push('importBackup');
+    this.passphrases.push(passphrase);
+    let doc: { double?: boolean; passphrase?: number; self?: Identity };
+    try {
+      doc = JSON.parse(backup) as typeof doc;
+    } catch {
+      throw Object.assign(new Error('not a Hush key backup (the file is not JSON)'), { name: 'BackupCorruptError', statusCode: 400 });
+    }
+    if (!doc.double || !doc.self) throw Object.assign(new Error('not a Hush key backup'), { name: 'BackupCorruptError', statusCode: 400 });
+    if (doc.passphrase !== passphrase.length) throw Object.assign(new Error('the passphrase does not open this backup'), { name: 'BackupPassphraseError', statusCode: 400 });
+    this.self = { ...doc.self };
+    this.publish('identity.changed', { peerId: this.self.peerId });
+    return { ...this.self };
+  }
 }
 
 /** A parsed SSE event: its data lines joined, or a comment. */

@@ -294,6 +294,18 @@ export class InterimController implements DeviceController {
     return this.hub.subscribe(signal);
   }
 
+  // Key management stays unsupported here (404, as a daemon without the routes answers), so the UI's
+  // "not supported by this daemon" path keeps a test; test/e2e-keys.test.ts runs it against the real daemon.
+  async rotateIdentity(): Promise<Identity> {
+    throw new NotFoundError('rotating the identity is not supported by this test double');
+  }
+  async exportBackup(_passphrase: string): Promise<{ backup: string; fileName: string }> {
+    throw new NotFoundError('key backups are not supported by this test double');
+  }
+  async importBackup(_backup: string, _passphrase: string): Promise<Identity> {
+    throw new NotFoundError('key backups are not supported by this test double');
+  }
+
   /** Test hook: a device goes on or off line, as the daemon would report. */
   setOnline(peerId: string, online: boolean): void {
     const d = this.find(peerId);

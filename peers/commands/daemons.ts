@@ -21,12 +21,13 @@ export function registerDaemonCommands(program: Command): void {
     .option('--memory <MB>', 'memory this device offers for stages', intArg('memory', 1))
     .option('--opt-out', 'battery saver: host no stage for other devices')
     .option('--max-share <fraction>', "most of the model's layers this device may hold (0..1)", floatArg('max-share', 0, 1))
+    .option('--app-channel <fd>', "the desktop app's JSON-lines pipe on this file descriptor: the identity key comes from and goes to the app's OS keychain (never identity.key), and the daemon exits when the app closes it", intArg('app-channel', 3, 1023))
     .action(async (o) => {
       const { runDeviceDaemon } = await import('../daemon/device-daemon.ts');
       await runDeviceDaemon({
         home: o.home, listen: o.listen, apiPort: o.apiPort, model: o.model, name: o.name, mdns: !!o.mdns, allowedOrigins: o.allowOrigin,
         h: o.headLayers, t: o.tailLayers, allowLocalFallback: !!o.allowLocalFallback,
-        memoryBytes: o.memory ? o.memory * 1024 * 1024 : undefined, optOut: !!o.optOut, maxShare: o.maxShare,
+        memoryBytes: o.memory ? o.memory * 1024 * 1024 : undefined, optOut: !!o.optOut, maxShare: o.maxShare, appChannel: o.appChannel,
       });
     });
 

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { multiaddr as parseMultiaddr } from '@multiformats/multiaddr';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import type { PrivateKey } from '@libp2p/interface';
 import type { Logger } from 'pino';
 import type { LoadedModel } from '../../runtime/model/index.ts';
 import { generateText } from '../../runtime/engine/text.ts';
@@ -15,10 +17,11 @@ import { clusterState, placementKey, planView, schedule, type Candidate } from '
 import type { Plan } from '../../runtime/scheduler/types.ts';
 import {
   fingerprint, InviteExpiredError, InviteInvalidError, InviteUsedError, PeerRefusedError,
-  type CloudList, type HushNode, type Roster, type RosterEntry,
+  type CloudEntry, type CloudList, type HushNode, type Roster, type RosterEntry,
 } from '../../runtime/net/index.ts';
+import { BackupError, BackupTooLargeError, backupFileName, decryptBackup, encryptBackup } from '../../runtime/net/backup.ts';
 import {
-  BadRequestError, ConflictError, GoneError, NotFoundError, UnavailableError, type EventHub,
+  BadRequestError, ConflictError, GoneError, NotFoundError, NotImplementedError, UnavailableError, type EventHub,
   type Cloud, type CloudTestResult, type Device, type DeviceController, type GenerateEvent, type GenerateRequest,
   type HushEvent, type Identity, type Invite, type JoinResult, type LastSession, type Mode, type ModelInfo, type PlanView, type PrivacyReport,
 } from '../../runtime/api/index.ts';
@@ -53,6 +56,35 @@ export interface DeviceControllerInit {
   startedAt: number;
   /** Overrides the scheduler (tests of plan execution). */
   planner?: (mode: Mode) => Promise<{ plan: Plan; view: PlanView; result: PlanResult }>;
+  /** Changes the identity (the daemon restarts its node); absent: the key routes answer 501. */
+  keys?: IdentityKeeper;
+}
+
+/** What a running node is made of; replaced as a whole when the identity changes. */
+export interface NodeParts {
+  node: HushNode;
+  roster: Roster;
+  clouds: CloudList;
+  directory: PeerDirectory;
+}
+
+/** The daemon's side of identity changes (device-daemon.ts). */
+export interface IdentityKeeper {
+  /** The identity's private key, for backups. Never logged. */
+  current(): PrivateKey;
+  /**
+   * Restart the node under `key` (same listen addresses, every protocol handler again), with `lists`
+   * replacing the roster and cloud list when given, keep the key (file or app keychain), and hand the
+   * new parts to the controller (useNode). Throws with the old identity still running if it fails.
+   */
+  replace(key: PrivateKey, lists?: { roster: RosterEntry[]; clouds: CloudEntry[] }): Promise<void>;
+}
+
+/** Backup errors keep their names (BackupPassphraseError, ...) and get an HTTP status. */
+function backupHttpError(e: unknown): unknown {
+  if (e instanceof BackupTooLargeError) return Object.assign(e, { statusCode: 409 });
+  if (e instanceof BackupError) return Object.assign(e, { statusCode: 400 });
+  return e;
 }
 
 const now = () => new Date().toISOString();
@@ -62,11 +94,14 @@ export class DaemonController implements DeviceController {
   private last: LastSession | null = null;
   private readonly local: StageHost;
   private readonly remoteHosts = new Map<string, StageHost>();
-  readonly self: string;
 
   constructor(private readonly d: DeviceControllerInit) {
     this.local = new LocalStageHost(d.stages);
-    this.self = d.node.peerId.toString();
+  }
+
+  /** This device's PeerId; changes when the identity is rotated or imported. */
+  get self(): string {
+    return this.d.node.peerId.toString();
   }
 
   private publish(type: HushEvent['type'], extra: Partial<HushEvent> = {}): void {
@@ -401,5 +436,78 @@ export class DaemonController implements DeviceController {
   events(signal: AbortSignal): AsyncIterable<HushEvent> {
     return this.d.events.subscribe(signal);
   }
-}
 
+  // ---------- identity keys: rotation and backups ----------
+
+  private keyOp: Promise<unknown> = Promise.resolve();
+
+  /** One key operation at a time: an export must not read a roster half-way through a rotation. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.keyOp.then(fn, fn);
+    this.keyOp = run.catch(() => undefined);
+    return run;
+  }
+
+  private keeper(): IdentityKeeper {
+    if (!this.d.keys) throw new NotImplementedError('this device daemon cannot change its identity key');
+    return this.d.keys;
+  }
+
+  /** Called by the daemon once the node runs under another identity: links and plans of the old node are void. */
+  useNode(parts: NodeParts): void {
+    this.d.node = parts.node;
+    this.d.roster = parts.roster;
+    this.d.clouds = parts.clouds;
+    this.d.directory = parts.directory;
+    this.remoteHosts.clear();
+    this.bans.clear();
+    this.lastPlans.clear();
+    this.d.state.cloudTests.clear();
+  }
+
+  private identityChanged(previous: string, how: 'rotated' | 'imported'): void {
+    const message = how === 'rotated'
+      ? 'new identity: paired devices no longer recognise this device until they pair again'
+      : 'identity, roster and cloud peers restored from a backup';
+    this.d.log.info({ peerId: this.self, previousPeerId: previous, how }, 'identity changed');
+    this.publish('identity.changed', { peerId: this.self, message, data: { how, previousPeerId: previous, fingerprint: fingerprint(this.self) } });
+  }
+
+  async rotateIdentity(): Promise<Identity> {
+    const keys = this.keeper();
+    return this.exclusive(async () => {
+      const before = this.self;
+      await keys.replace(await generateKeyPair('Ed25519'));
+      this.identityChanged(before, 'rotated');
+      return this.identity();
+    });
+  }
+
+  async exportBackup(passphrase: string): Promise<{ backup: string; fileName: string }> {
+    const keys = this.keeper();
+    return this.exclusive(async () => {
+      try {
+        const backup = await encryptBackup({ identity: keys.current(), roster: this.d.roster.list(), clouds: this.d.clouds.list() }, passphrase);
+        return { backup, fileName: backupFileName(fingerprint(this.self)) };
+      } catch (e) {
+        throw backupHttpError(e);
+      }
+    });
+  }
+
+  async importBackup(backup: string, passphrase: string): Promise<Identity> {
+    const keys = this.keeper();
+    return this.exclusive(async () => {
+      let contents;
+      try {
+        contents = await decryptBackup(backup, passphrase);
+      } catch (e) {
+        throw backupHttpError(e); // wrong passphrase or damaged file: nothing was touched
+      }
+      const before = this.self;
+      await keys.replace(contents.identity, { roster: contents.roster, clouds: contents.clouds });
+      this.identityChanged(before, 'imported');
+      return this.identity();
+    });
+  }
+}

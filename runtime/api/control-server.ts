@@ -11,8 +11,11 @@ import {
   AddCloudBodySchema,
   CloudIdSchema,
   CreateInviteBodySchema,
+  ExportBackupBodySchema,
   GenerateBodySchema,
+  ImportBackupBodySchema,
   JoinInviteBodySchema,
+  KEY_LIMITS,
   PeerIdSchema,
   PlanQuerySchema,
   RenameBodySchema,
@@ -42,6 +45,22 @@ export interface ControlServerOptions {
 }
 
 const EVENTS_PATH = '/api/v1/events';
+/**
+ * POST /api/v1/keys/import carries a backup of up to KEY_LIMITS.backupMax characters as a JSON
+ * string: escaping can double it (quotes, newlines), plus the passphrase. The zod schema then holds
+ * the backup itself to KEY_LIMITS.backupMax.
+ */
+export const KEYS_IMPORT_BODY_LIMIT_BYTES = 2 * KEY_LIMITS.backupMax + 8 * 1024;
+
+/** What POST /api/v1/keys/rotate tells the caller to do next (the app and CLI show it). */
+export const ROTATED_MESSAGE =
+  'This device has a new identity key, PeerId and fingerprint. Paired devices know it only by its old PeerId, so they refuse it until they pair again: ' +
+  'on each of them revoke the old entry for this device, then pair anew with a fresh invite code (create it on either side and join it on the other). ' +
+  'This device kept its roster and cloud peers; cloud peers need nothing.';
+/** What POST /api/v1/keys/import tells the caller. */
+export const IMPORTED_MESSAGE =
+  'This device now uses the identity, roster and cloud peers from the backup. Devices paired with that identity recognise it again; ' +
+  'devices that knew only the identity it replaced must pair again with a fresh invite code.';
 
 /**
  * The loopback control API for the desktop app and the CLI. Routes: see ROUTES.md.
@@ -152,6 +171,21 @@ function registerControlRoutes(api: FastifyInstance, o: ControlRouteOptions): vo
     const { id } = parseWith(cloudParam, req.params, 'path');
     await c.removeCloud(id);
     return reply.code(204).send();
+  });
+
+  // Key management. Passphrases and keys never reach a log: fastify logs no bodies, and validation
+  // messages name the field, never its value.
+  api.post('/keys/rotate', async (req) => {
+    parseWith(CreateInviteBodySchema.optional(), req.body, 'body');
+    return { identity: await c.rotateIdentity(), message: ROTATED_MESSAGE };
+  });
+  api.post('/keys/export', async (req) => {
+    const b = parseWith(ExportBackupBodySchema, req.body, 'body');
+    return c.exportBackup(b.passphrase);
+  });
+  api.post('/keys/import', { bodyLimit: KEYS_IMPORT_BODY_LIMIT_BYTES }, async (req) => {
+    const b = parseWith(ImportBackupBodySchema, req.body, 'body');
+    return { identity: await c.importBackup(b.backup, b.passphrase), message: IMPORTED_MESSAGE };
   });
 
   api.get('/plan', async (req) => c.plan(parseWith(PlanQuerySchema, req.query, 'query').mode));

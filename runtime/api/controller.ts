@@ -69,4 +69,21 @@ export interface DeviceController {
    * published right after the call are not lost (EventHub in ./events.ts does this).
    */
   events(signal: AbortSignal): AsyncIterable<HushEvent>;
+
+  /**
+   * Replaces this device's identity key with a new one: a new PeerId and fingerprint. The roster is
+   * kept (this device still trusts its paired devices), but they know it only by the old PeerId and
+   * refuse it until they pair again with a new invite from this device. Publishes `identity.changed`.
+   */
+  rotateIdentity(): Promise<Identity>;
+  /**
+   * The identity key, roster and cloud list, encrypted with `passphrase` (8..1024 characters) as a
+   * versioned JSON text (runtime/net/backup.ts). `fileName` is a suggestion ("hush-identity-....hushkey").
+   */
+  exportBackup(passphrase: string): Promise<{ backup: string; fileName: string }>;
+  /**
+   * Replaces identity, roster and cloud list with a backup's. A wrong passphrase or a damaged file is
+   * a 400 (BackupPassphraseError / BackupCorruptError) and changes nothing. Publishes `identity.changed`.
+   */
+  importBackup(backup: string, passphrase: string): Promise<Identity>;
 }

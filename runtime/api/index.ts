@@ -5,7 +5,7 @@ export * from './types.ts';
 export * from './errors.ts';
 export { EventHub } from './events.ts';
 export { loadOrCreateApiToken, secretsEqual, bearerToken, MIN_SECRET_CHARS } from './auth.ts';
-export { startControlServer, type ControlServerOptions } from './control-server.ts';
+export { startControlServer, KEYS_IMPORT_BODY_LIMIT_BYTES, ROTATED_MESSAGE, IMPORTED_MESSAGE, type ControlServerOptions } from './control-server.ts';
 export {
   startOpenAIServer,
   registerOpenAIRoutes,

@@ -199,6 +199,8 @@ export const HUSH_EVENT_TYPES = [
   'cloud.reachable',
   'cloud.unreachable',
   'identity.renamed',
+  /** The identity key changed (rotated, or imported from a backup): new PeerId, fingerprint, addresses. */
+  'identity.changed',
   'plan.changed',
   'session.start',
   'session.end',
@@ -259,6 +261,28 @@ export const AddCloudBodySchema = z
   })
   .strict();
 export type AddCloudBody = z.infer<typeof AddCloudBodySchema>;
+
+/** Key backups: the passphrase people choose, and the backup text (the app's LIMITS agree). */
+export const KEY_LIMITS = {
+  passphraseMin: 8,
+  passphraseMax: 1024,
+  backupMax: 64 * 1024,
+} as const;
+
+const PassphraseSchema = z
+  .string()
+  .min(KEY_LIMITS.passphraseMin, `passphrase must have at least ${KEY_LIMITS.passphraseMin} characters`)
+  .max(KEY_LIMITS.passphraseMax, `passphrase must have at most ${KEY_LIMITS.passphraseMax} characters`);
+
+/** POST /api/v1/keys/export. */
+export const ExportBackupBodySchema = z.object({ passphrase: PassphraseSchema }).strict();
+/** POST /api/v1/keys/import. */
+export const ImportBackupBodySchema = z
+  .object({
+    backup: z.string().min(1, 'backup must not be empty').max(KEY_LIMITS.backupMax, `backup must be at most ${KEY_LIMITS.backupMax} characters`),
+    passphrase: PassphraseSchema,
+  })
+  .strict();
 
 export const PlanQuerySchema = z.object({ mode: ModeSchema }).strict();
 
