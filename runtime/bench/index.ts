@@ -1,6 +1,7 @@
 import '../polyfill.ts';
 import { benchEngine } from './engine.ts';
 import { benchNet } from './net.ts';
+import { benchOps } from './ops.ts';
 import { formatTable, type BenchSection } from './report.ts';
 
 /** `npm run bench [-- --only engine,net,...]`: every section prints a table, then one JSON document. */
@@ -8,6 +9,7 @@ const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf
 const suites: Record<string, () => Promise<BenchSection[]>> = {
   engine: benchEngine,
   net: benchNet,
+  ops: benchOps,
 };
 
 const sections: BenchSection[] = [];

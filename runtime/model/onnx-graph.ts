@@ -3,9 +3,18 @@ import onnxProto from 'onnx-proto';
 const { onnx } = onnxProto;
 type NodeAttrs = Record<string, number | number[] | string | Float32Array>;
 
-/** ONNX IR 8 (ONNX 1.10 schema, what onnx-proto encodes); opset 17 keeps ReduceMean's axes attribute. */
-const IR_VERSION = 8;
-const OPSET = 17;
+/**
+ * ONNX IR 8 (ONNX 1.10 schema, what onnx-proto encodes) for opset 17; opset 23 (RMSNormalization,
+ * RotaryEmbedding, Attention) needs IR 10, which onnxruntime reads from the same fields.
+ */
+export const DEFAULT_OPSET = 17;
+/** onnxruntime's contrib domain (GroupQueryAttention, SkipSimplifiedLayerNormalization, RotaryEmbedding...). */
+export const MS_DOMAIN = 'com.microsoft';
+
+export interface GraphBuilderOptions {
+  /** Version of the default ('') domain; 17 keeps ReduceMean's axes attribute, 18+ takes axes as an input. */
+  opset?: number;
+}
 
 /**
  * A minimal ONNX graph builder: named values, initializers from Float32Array, nodes with attributes.
@@ -17,9 +26,13 @@ export class GraphBuilder {
   private readonly inputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly outputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly initNames = new Set<string>();
+  private readonly domains = new Set<string>();
   private counter = 0;
+  readonly opset: number;
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: string, opts: GraphBuilderOptions = {}) {
+    this.opset = opts.opset ?? DEFAULT_OPSET;
+  }
 
   fresh(prefix: string): string {
     return `${prefix}_${this.counter++}`;
@@ -55,26 +68,49 @@ export class GraphBuilder {
     return name;
   }
 
+  int32(name: string, values: number[], dims: number[] = [values.length]): string {
+    if (this.initNames.has(name)) return name;
+    this.initNames.add(name);
+    const buf = new Int32Array(values);
+    this.inits.push(onnx.TensorProto.create({
+      name, dims, dataType: onnx.TensorProto.DataType.INT32, rawData: new Uint8Array(buf.buffer),
+    }));
+    return name;
+  }
+
   scalar(value: number): string {
     const name = `const_f_${value}`;
     return this.float(name, new Float32Array([value]), []);
   }
 
-  /** Add a node; returns its (first) output name. */
-  op(opType: string, inputs: string[], attrs: NodeAttrs = {}, outputs?: string[] | number): string {
+  /**
+   * Add a node; returns its (first) output name. An empty string among `inputs` or `outputs` is
+   * ONNX's "optional input/output left out". `domain` '' is the standard opset; anything else
+   * (e.g. MS_DOMAIN) is imported at version 1 when the model is encoded.
+   */
+  op(opType: string, inputs: string[], attrs: NodeAttrs = {}, outputs?: string[] | number, domain = ''): string {
     const outs = Array.isArray(outputs) ? outputs
       : Array.from({ length: outputs ?? 1 }, () => this.fresh(opType.toLowerCase()));
+    if (domain !== '') this.domains.add(domain);
     this.nodes.push(onnx.NodeProto.create({
-      opType, input: inputs, output: outs, name: this.fresh('n_' + opType),
+      opType, input: inputs, output: outs, name: this.fresh('n_' + opType), domain,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     }));
     return outs[0];
   }
 
   /** Same as op() but returns every output. */
-  opN(opType: string, inputs: string[], count: number, attrs: NodeAttrs = {}): string[] {
+  opN(opType: string, inputs: string[], count: number, attrs: NodeAttrs = {}, domain = ''): string[] {
     const outs = Array.from({ length: count }, () => this.fresh(opType.toLowerCase()));
-    this.op(opType, inputs, attrs, outs);
+    this.op(opType, inputs, attrs, outs, domain);
+    return outs;
+  }
+
+  /** A node of onnxruntime's com.microsoft domain; `outputs` as in op(). Returns every output name. */
+  contrib(opType: string, inputs: string[], attrs: NodeAttrs, outputs: string[] | number = 1): string[] {
+    const outs = Array.isArray(outputs) ? outputs
+      : Array.from({ length: outputs }, () => this.fresh(opType.toLowerCase()));
+    this.op(opType, inputs, attrs, outs, MS_DOMAIN);
     return outs;
   }
 
@@ -85,9 +121,9 @@ export class GraphBuilder {
 
   encode(): Uint8Array {
     const model = onnx.ModelProto.create({
-      irVersion: IR_VERSION,
+      irVersion: this.opset >= 23 ? 10 : 8,
       producerName: 'hush',
-      opsetImport: [{ domain: '', version: OPSET }],
+      opsetImport: [{ domain: '', version: this.opset }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       graph: onnx.GraphProto.create({
         name: this.name, node: this.nodes, initializer: this.inits, input: this.inputs, output: this.outputs,
       }),

@@ -45,9 +45,9 @@ export function ropeTables(c: ModelConfig, positions: number): { cos: Float32Arr
 }
 
 /**
- * Apply RoPE in place to a head-major tensor [heads, n, hd] whose row j sits at position start + j.
- * Same float32 arithmetic as the ONNX graph (multiply, multiply, add), so results agree bit for bit
- * up to the order of the final add.
+ * Apply RoPE to a head-major tensor [heads, n, hd] whose row j sits at position start + j (the SCX
+ * coordinator's side of P2). The stage graphs' fused RotaryEmbedding computes the same function; the
+ * two agree to float32 rounding (about 1e-6 relative).
  */
 export function applyRope(x: Float32Array, heads: number, n: number, hd: number, start: number,
   tables: { cos: Float32Array; sinSigned: Float32Array }): Float32Array {
