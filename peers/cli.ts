@@ -5,6 +5,7 @@ import { registerModelCommands } from './commands/model.ts';
 import { registerDaemonCommands } from './commands/daemons.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
 import { registerAppCommands } from './commands/app.ts';
+import { registerAttackCommands } from './commands/attack.ts';
 import { fail } from './commands/util.ts';
 
 const program = new Command();
@@ -14,5 +15,6 @@ registerModelCommands(program);
 registerDaemonCommands(program);
 registerDeviceCommands(program);
 registerAppCommands(program);
+registerAttackCommands(program);
 
 program.parseAsync(process.argv).catch(fail);

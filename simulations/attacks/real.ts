@@ -17,6 +17,11 @@ export interface RecordOptions {
   sessionIds?: string[];
   /** Per-session seeds, only to replay sessions or to test key reuse; fresh CSPRNG seeds by default. */
   seeds?: (Uint8Array | undefined)[];
+  /**
+   * Called with every sampled token's logits (index 0 = the prefill's last-row logits), e.g. to
+   * measure the utility cost of a setting against a plaintext run. Not part of the transcript.
+   */
+  onToken?: (session: string, index: number, id: number, logits: Float32Array) => void;
 }
 
 export async function recordSessions(model: LoadedModel, prompts: number[][], o: RecordOptions): Promise<{ transcript: Transcript; truth: Truth }> {
@@ -36,7 +41,10 @@ export async function recordSessions(model: LoadedModel, prompts: number[][], o:
       const session = o.sessionIds?.[i] ?? `p${i}`;
       const fw = await rt.forwarder({ ...o.run, session, seed: o.seeds?.[i] });
       const generatedIds: number[] = [];
-      for await (const tok of generateTokens(fw, prompts[i], { maxTokens: o.generate, temperature: 0 })) generatedIds.push(tok.id);
+      for await (const tok of generateTokens(fw, prompts[i], { maxTokens: o.generate, temperature: 0 })) {
+        generatedIds.push(tok.id);
+        o.onToken?.(session, tok.index, tok.id, tok.logits);
+      }
       truth.sessions.push({ session, promptIds: prompts[i], generatedIds });
     }
   } finally {
