@@ -161,6 +161,8 @@ export interface LastSession {
 /** One measured row of the attack harness (SCX.md, "Transcript and attack harness"). */
 export interface PrivacyRow {
   mode: Mode;
+  /** The measured setting within the mode (noise kind and scale, decoys), e.g. "scx, rows noise b=8 (10x RMS), 4 decoys". */
+  setting?: string;
   /** 'A1' | 'A2' | 'A3' | 'A6' | 'A7' | 'A9' */
   attack: string;
   layer?: number;

@@ -32,7 +32,11 @@ export function privacyPanel(mode: Mode, report: PrivacyReport | null | undefine
   } else if (report === null) {
     parts.push(notice('warn', 'What it could recover has not been measured for this model yet: the attack harness has produced no table. Treat this mode as not confidential.'));
   } else {
-    const rows = report.rows.filter((r) => r.mode === mode);
+    // The table holds several settings per mode (noise kinds and scales); show the first, the plain one.
+    const ofMode = report.rows.filter((r) => r.mode === mode);
+    const settings = [...new Set(ofMode.map((r) => r.setting ?? mode))];
+    const shown = settings[0] ?? mode;
+    const rows = ofMode.filter((r) => (r.setting ?? mode) === shown);
     const confidential = report.confidential[mode] === true;
     parts.push(
       confidential
@@ -44,7 +48,7 @@ export function privacyPanel(mode: Mode, report: PrivacyReport | null | undefine
         h('div', { class: 'table-wrap' }, h(
           'table',
           { class: 'table table-compact' },
-          h('caption', null, `What a cloud peer could recover in ${mode} mode`),
+          h('caption', null, `What a cloud peer could recover: ${shown}${settings.length > 1 ? ` (${settings.length - 1} more settings measured, none confidential unless stated above)` : ''}`),
           h('thead', null, h('tr', null, ...['Attack', 'Layer', 'Metric', 'Recovered', 'Chance'].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', null, ...rows.map((r) => h('tr', null,
             h('th', { scope: 'row' }, `${r.attack} ${ATTACK_NAMES[r.attack] ?? ''}`.trim()),
