@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // Multi-process tests (real daemons, a real browser) run one file at a time after the unit tests:
 // two of them side by side on two cores starve each other's daemons and the tests measure the load.
-const MULTI_PROCESS = ['test/e2e-*.test.ts', 'test/app-browser.test.ts', 'test/net-revocation.test.ts'];
+const MULTI_PROCESS = ['test/e2e-*.test.ts', 'test/emulation-*.test.ts', 'test/app-browser.test.ts', 'test/net-revocation.test.ts'];
 
 export default defineConfig({
   test: {

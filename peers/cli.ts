@@ -6,6 +6,7 @@ import { registerDaemonCommands } from './commands/daemons.ts';
 import { registerDeviceCommands } from './commands/devices.ts';
 import { registerAppCommands } from './commands/app.ts';
 import { registerAttackCommands } from './commands/attack.ts';
+import { registerSimCommands } from './commands/sim.ts';
 import { fail } from './commands/util.ts';
 
 const program = new Command();
@@ -16,5 +17,6 @@ registerDaemonCommands(program);
 registerDeviceCommands(program);
 registerAppCommands(program);
 registerAttackCommands(program);
+registerSimCommands(program);
 
 program.parseAsync(process.argv).catch(fail);

@@ -2,6 +2,9 @@ import '../polyfill.ts';
 import { benchEngine } from './engine.ts';
 import { benchNet } from './net.ts';
 import { benchOps } from './ops.ts';
+import { benchScheduler } from './scheduler.ts';
+import { benchRecovery } from './recovery.ts';
+import { benchEmulation } from '../../simulations/emulation/bench.ts';
 import { formatTable, type BenchSection } from './report.ts';
 
 /** `npm run bench [-- --only engine,net,...]`: every section prints a table, then one JSON document. */
@@ -10,6 +13,9 @@ const suites: Record<string, () => Promise<BenchSection[]>> = {
   engine: benchEngine,
   net: benchNet,
   ops: benchOps,
+  scheduler: benchScheduler,
+  recovery: benchRecovery,
+  emulation: benchEmulation,
 };
 
 const sections: BenchSection[] = [];
