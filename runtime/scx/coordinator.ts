@@ -110,7 +110,7 @@ export class ScxCoordinator implements TokenForwarder {
     this.cloudStart = init.h;
     this.cloudEnd = L - init.t;
     this.keys = init.mode === 'scx' ? (init.seed ? SessionKeys.fromSeed(init.seed) : SessionKeys.fresh()) : null;
-    this.ropeT = init.mode === 'scx' ? ropeTables(init.config, init.config.maxPositionEmbeddings) : null;
+    this.ropeT = init.mode === 'scx' ? cachedRopeTables(init.config) : null;
     if (init.mode === 'scx' && (!init.ops || !init.weights)) throw new ScxError('scx mode needs the coordinator sub-layer ops and weights');
   }
 
@@ -226,8 +226,7 @@ export class ScxCoordinator implements TokenForwarder {
     const { q, k, v } = splitQkvHeads(Y, n, H, Hkv, hd);
     const qr = applyRope(q, H, n, hd, 0, this.ropeT!);
     const kr = applyRope(k, Hkv, n, hd, 0, this.ropeT!);
-    const sigma = keys.headPermutations(l, 'sigma', Hkv, hd);
-    const tau = keys.headPermutations(l, 'tau', Hkv, hd);
+    const { sigma, tau } = this.headPerms(l);
     const qGroup = queryHeadToGroup(H, Hkv);
     const p2 = await this.call({
       type: 'P2', session: this.session, layer: l, n,
@@ -266,13 +265,22 @@ export class ScxCoordinator implements TokenForwarder {
     return aw;
   }
 
+  /** sigma and tau of a cloud layer, derived once (P2 and key sharing both need them). */
+  private readonly perms = new Map<number, { sigma: Int32Array; tau: Int32Array }>();
+  private headPerms(l: number): { sigma: Int32Array; tau: Int32Array } {
+    let p = this.perms.get(l);
+    if (!p) {
+      const c = this.init.config, keys = this.keys!;
+      p = { sigma: keys.headPermutations(l, 'sigma', c.numKvHeads, c.headDim), tau: keys.headPermutations(l, 'tau', c.numKvHeads, c.headDim) };
+      this.perms.set(l, p);
+    }
+    return p;
+  }
+
   /** Stage 2: the cloud layers' sigma and tau, and nothing of head or tail layers. */
   private async shareKeys(signal?: AbortSignal): Promise<void> {
-    const c = this.init.config, keys = this.keys!;
     const layers = [];
-    for (let l = this.cloudStart; l < this.cloudEnd; l++) {
-      layers.push({ layer: l, sigma: keys.headPermutations(l, 'sigma', c.numKvHeads, c.headDim), tau: keys.headPermutations(l, 'tau', c.numKvHeads, c.headDim) });
-    }
+    for (let l = this.cloudStart; l < this.cloudEnd; l++) layers.push({ layer: l, ...this.headPerms(l) });
     await this.call({ type: 'keyshare', session: this.session, layers }, 'keyshared', signal);
   }
 
@@ -297,9 +305,18 @@ export class ScxCoordinator implements TokenForwarder {
     } finally {
       for (const s of this.secrets) s.fill(0);
       this.secrets.length = 0;
+      this.perms.clear(); // the arrays themselves are the keys' buffers, zeroed by destroy()
             this.keys?.destroy();
     }
   }
+}
+
+const ropeCache = new WeakMap<ModelConfig, ReturnType<typeof ropeTables>>();
+/** RoPE tables depend only on the model: build them once, not per session. */
+function cachedRopeTables(c: ModelConfig): ReturnType<typeof ropeTables> {
+  let t = ropeCache.get(c);
+  if (!t) ropeCache.set(c, (t = ropeTables(c, c.maxPositionEmbeddings)));
+  return t;
 }
 
 /** Split token-major QKV rows [N, (H+2Hkv)·hd] into head-major q [H,N,hd], k/v [Hkv,N,hd]. */
