@@ -67,6 +67,7 @@ async function demoThroughput(): Promise<BenchSection[]> {
       for await (const e of generateText(model.tokenizer, pipe.forwarder(), { prompt, maxTokens: 64, temperature: 0 })) if (e.type === 'done') local.push(e.timings.tokensPerSecond);
     }
     await pipe.release();
+    const plan = await laptop.client!.call<{ stages: { device: string; role: string; layers: string }[] }>('GET', '/api/v1/plan?mode=scx');
     const last = await laptop.client!.call<{ session: { crossings: { stage: string; bytes: number }[] } }>('GET', '/api/v1/sessions/last');
     const gen = last.session.crossings.filter((c) => c.stage === 'generate');
     const d = model.config.hiddenSize;
@@ -79,7 +80,8 @@ async function demoThroughput(): Promise<BenchSection[]> {
         { run: 'daemons, split', tokens_per_s: tps(split), ttft_ms: median(split.map((x) => x.ttftMs)), ratio_vs_one_process: tps(split) / oneProc },
         { run: 'daemons, scx', tokens_per_s: tps(scx), ttft_ms: median(scx.map((x) => x.ttftMs)), ratio_vs_one_process: tps(scx) / oneProc },
       ],
-      notes: ['each generated token crosses laptop -> cloud -> laptop -> desktop -> laptop: 3 network round trips per token on this plan'],
+      notes: [`the scheduler's plan: ${plan.stages.map((s) => `${s.role} ${s.layers} on ${s.device}`).join('; ')}`,
+        'the one-process run has no network at all; the daemons pay one libp2p round trip to the cloud per token plus one per remote trusted stage'],
     }, {
       title: 'Bytes per generated token to/from the cloud (scx): measured vs SCX.md formula (2 d-vectors, fp32)',
       rows: [{
