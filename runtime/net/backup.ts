@@ -18,12 +18,11 @@
 // attacker nothing the GCM tag does not already give (each guess still costs one scrypt).
 import { createCipheriv, createDecipheriv, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { PrivateKey } from '@libp2p/interface';
-import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
-import { multiaddr } from '@multiformats/multiaddr';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { MAX_CLOUD_ENTRIES, MAX_ROSTER_ENTRIES } from './constants.ts';
 import { NetError } from './errors.ts';
 import { decodeIdentity, encodeIdentity } from './identity.ts';
-import { parseRosterEntry, sanitizeDeviceName, type CloudEntry, type RosterEntry } from './roster.ts';
+import { parseCloudEntry, parseRosterEntry, type CloudEntry, type RosterEntry } from './roster.ts';
 
 export const BACKUP_FORMAT = 'hush-identity-backup';
 export const BACKUP_VERSION = 1;
@@ -122,35 +121,8 @@ function b64(s: unknown, minBytes: number, maxBytes: number): Buffer | undefined
   return buf;
 }
 
-function isValidPeerId(s: unknown): s is string {
-  if (typeof s !== 'string' || s.length === 0 || s.length > 128) return false;
-  try {
-    peerIdFromString(s);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** One cloud entry as clouds.json would accept it; undefined if anything is off. */
-export function parseBackupCloud(raw: unknown): CloudEntry | undefined {
-  if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) return undefined;
-  const r = raw as Record<string, unknown>;
-  const name = sanitizeDeviceName(r.name);
-  if (name === '' || typeof r.multiaddr !== 'string' || r.multiaddr.length > 512) return undefined;
-  if (typeof r.added !== 'string' || r.added.length > 40 || !Number.isFinite(Date.parse(r.added))) return undefined;
-  try {
-    multiaddr(r.multiaddr);
-  } catch {
-    return undefined;
-  }
-  const entry: CloudEntry = { multiaddr: r.multiaddr, name, added: r.added };
-  if (r.peerId != null) {
-    if (!isValidPeerId(r.peerId)) return undefined;
-    entry.peerId = r.peerId;
-  }
-  return entry;
-}
+export const parseBackupCloud = parseCloudEntry;
 
 /**
  * Check roster and clouds the way Roster/CloudList would load them, plus what binds them to this

@@ -81,7 +81,7 @@ function isIsoTime(value: unknown): value is string {
   return typeof value === 'string' && value.length <= 40 && Number.isFinite(Date.parse(value));
 }
 
-function isValidPeerIdText(value: unknown): value is string {
+export function isValidPeerIdText(value: unknown): value is string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 128) return false;
   try {
     peerIdFromString(value);
@@ -350,7 +350,8 @@ export interface CloudEntry {
   added: string;
 }
 
-function parseCloudEntry(raw: unknown): CloudEntry | undefined {
+/** One cloud entry as clouds.json accepts it; undefined if anything is off (also used by backups). */
+export function parseCloudEntry(raw: unknown): CloudEntry | undefined {
   if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) return undefined;
   const r = raw as Record<string, unknown>;
   const name = sanitizeDeviceName(r.name);
