@@ -98,5 +98,40 @@ export async function benchEngine(): Promise<BenchSection[]> {
     notes: [`prefill d-vectors per token per cloud layer: ${((formula.P1[0] + formula.P1[1] + formula.P2[0] + formula.P2[1] + formula.P3[0] + formula.P3[1]) / (n * d * 4)).toFixed(2)} (SCX.md: about 11 for MHA; GQA carries fewer K/V)`],
   };
   await rt.release();
-  return [engine, scx, bytes];
+  return [engine, scx, bytes, await scxByWidth()];
+}
+
+/**
+ * The fixed per-layer costs of SCX (five onnxruntime runs, the coordinator's encodings) shrink
+ * relative to the layer's compute as models widen: the same prefill on a wider random model.
+ */
+async function scxByWidth(): Promise<BenchSection> {
+  const { writeTinyModel } = await import('../model/tiny.ts');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const rows = [];
+  const dir = mkdtempSync(join(tmpdir(), 'hush-bench-wide-'));
+  try {
+    writeTinyModel(dir, { seed: 3, layers: 6, hidden: 1024, heads: 16, kvHeads: 8, ffn: 2816, vocab: 2048 });
+    for (const [label, model] of [['debprose-7m (d=256, 8 layers)', loadModel()], ['random 75M (d=1024, 6 layers)', loadModel(dir)]] as const) {
+      const rt = new InProcessRuntime(model);
+      const ids = Array.from({ length: PROMPT }, (_, i) => 3 + ((i * 37) % (model.config.vocabSize - 3)));
+      const t: Record<'split' | 'scx', number[]> = { split: [], scx: [] };
+      for (let r = 0; r < REPS + 2; r++) {
+        for (const mode of ['split', 'scx'] as const) {
+          const fw = await rt.forwarder({ mode, h: 1, t: 1 });
+          const t0 = performance.now();
+          await fw.prefill(ids);
+          if (r >= 2) t[mode].push(performance.now() - t0);
+          await fw.close();
+        }
+      }
+      rows.push({ model: label, split_prefill_ms: median(t.split), scx_prefill_ms: median(t.scx), ratio: median(t.scx) / median(t.split), goal_met: median(t.scx) / median(t.split) <= 1.5 });
+      await rt.release();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { title: `SCX vs split prefill of ${PROMPT} tokens by model width (h=1 t=1, no noise or decoys), median of ${REPS}`, rows, notes: ['goal: scx prefill <= 1.5x split'] };
 }
